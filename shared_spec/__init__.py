@@ -1,0 +1,23 @@
+"""googlenet-suite's shared spec: one JSON architecture spec, its schema, loader and oracle.
+
+Imports no deep-learning framework::
+
+    import shared_spec
+    spec = shared_spec.load("googlenet", num_classes=10)
+    report = shared_spec.analyze(spec)
+    report.params, report.layer("inception3a").out_shape
+"""
+
+from .oracle import Analysis, LayerInfo, analyze, ceil_extra_padding, min_input_size, pool_output_size
+from .spec import (BUILTIN_SPEC, OVERRIDES, SCHEMA_FILE, AdaptiveAvgPool, Aux, BatchNorm, Branch, Concat, Conv, Dense,
+                   Dropout, Flatten, GlobalAvgPool, Init, Layer, LRN, Pool, Spec, SpecError, default_variant, is_buffer,
+                   list_variants, load, read_document, with_bn_momentum)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdaptiveAvgPool", "Analysis", "Aux", "BUILTIN_SPEC", "BatchNorm", "Branch", "Concat", "Conv", "Dense",
+    "Dropout", "Flatten", "GlobalAvgPool", "Init", "LRN", "Layer", "LayerInfo", "OVERRIDES", "Pool",
+    "SCHEMA_FILE", "Spec", "SpecError", "__version__", "analyze", "ceil_extra_padding", "default_variant",
+    "is_buffer", "list_variants", "load", "min_input_size", "pool_output_size", "read_document", "with_bn_momentum",
+]

@@ -1,0 +1,32 @@
+"""Shared fixtures. Framework tests import their framework with pytest.importorskip,
+so an environment without it skips them with the reason."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+import shared_spec
+
+
+@pytest.fixture(scope="session")
+def builtin_doc() -> dict:
+    return json.loads(shared_spec.BUILTIN_SPEC.read_text())
+
+
+@pytest.fixture
+def write_spec(tmp_path, builtin_doc):
+    """Write a mutated copy of the built-in spec; returns its path."""
+
+    def write(mutate=None, name="spec.json") -> Path:
+        doc = copy.deepcopy(builtin_doc)
+        if mutate is not None:
+            mutate(doc)
+        path = tmp_path / name
+        path.write_text(json.dumps(doc))
+        return path
+
+    return write
