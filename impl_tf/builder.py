@@ -1,0 +1,488 @@
+"""GoogLeNet as a Keras 3 functional model, built from a ``shared_spec.Spec``.
+
+The model is channels-last and uses ``keras.layers`` / ``keras.ops`` only; TensorFlow appears
+in the utilities below (devices, ``train_step``), never inside the model. One table, ``OPS``,
+maps each spec op to a function that adds its Keras layers; every number comes from the spec.
+
+Keras layer names are the spec's names. A conv unit ``NAME`` becomes ``NAME.pad`` (when it
+pads), ``NAME.conv``, ``NAME.bn`` (when it has BN) and ``NAME.relu`` (when it has ReLU); a
+padded max pool ``NAME`` becomes ``NAME.pad`` (``-inf``) and ``NAME``.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import shared_spec  # noqa: E402
+from shared_spec import (LRN, AdaptiveAvgPool, Aux, Concat, Conv, Dense, Dropout, Flatten, GlobalAvgPool,  # noqa: E402
+                         Layer, Pool, Spec, ceil_extra_padding)
+from shared_spec.spec import BN_KEYS  # noqa: E402
+from shared_spec.weights import check_weights  # noqa: E402
+
+from .layers import (AdaptiveAveragePooling2D, BatchNorm, ConstantPadding2D, ExcludePadAveragePooling2D,  # noqa: E402
+                     LocalResponseNorm)
+
+if keras.backend.backend() != "tensorflow":
+    raise ImportError(f"impl_tf needs Keras's TensorFlow backend; Keras is using {keras.backend.backend()!r} "
+                      f"(set KERAS_BACKEND=tensorflow before importing keras)")
+
+DEVICES = ("auto", "cpu", "gpu")
+# torchvision's trunc_normal_(std=0.01, a=-2, b=2) cuts at 200 standard deviations. A normal draw
+# lands beyond 8 of them with probability ~1e-15: past that, truncation changes nothing.
+NO_TRUNCATION_SIGMAS = 8.0
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class GoogLeNet(keras.Model):
+    """A functional model (``keras.Model(inputs, outputs)``) that picks its outputs by mode.
+
+    The graph's outputs are the main logits followed by each aux head's logits in spec order.
+    Called with ``training=True`` and aux heads on, it returns ``(main, aux1, aux2)``;
+    otherwise the main logits only (the aux heads still run in eval mode, and are dropped).
+    """
+
+    def __init__(self, inputs, outputs, *, spec: Spec, **kwargs):
+        super().__init__(inputs, outputs, **kwargs)
+        self.spec = spec
+
+    def _select(self, outputs, training):
+        if not isinstance(outputs, (list, tuple)):
+            return outputs
+        return tuple(outputs) if training else outputs[0]
+
+    def call(self, inputs, training=None, mask=None):
+        return self._select(super().call(inputs, training=training, mask=mask), training)
+
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        return self._select(super().compute_output_spec(inputs, training=training, mask=mask), training)
+
+
+@dataclass
+class _Context:
+    """What the op functions share while one model is built."""
+
+    spec: Spec
+    seed: int | None
+    aux_outputs: list = field(default_factory=list)
+
+    def seed_for(self, key: str) -> int | None:
+        """A seed per weight, from the build seed and the weight's name (not the build order)."""
+        if self.seed is None:
+            return None
+        return int(np.random.SeedSequence([self.seed, zlib.crc32(key.encode())]).generate_state(1)[0] >> 1)
+
+    def kernel_initializer(self, key: str) -> keras.initializers.Initializer:
+        init, seed = self.spec.init, self.seed_for(key)
+        if init.weight == "xavier_uniform":
+            return keras.initializers.GlorotUniform(seed=seed)
+        if init.weight == "trunc_normal":
+            low, high = init.a / init.std, init.b / init.std
+            if low <= -NO_TRUNCATION_SIGMAS and high >= NO_TRUNCATION_SIGMAS:
+                # Keras's TruncatedNormal cuts at 2 sigma: wrong here. A plain normal is the same distribution.
+                return keras.initializers.RandomNormal(mean=0.0, stddev=init.std, seed=seed)
+            if np.isclose(low, -2.0) and np.isclose(high, 2.0):
+                return keras.initializers.TruncatedNormal(mean=0.0, stddev=init.std, seed=seed)
+            raise ValueError(f"{self.spec.variant}: trunc_normal bounds a={init.a}, b={init.b} at std={init.std} "
+                             f"have no Keras initializer (only +-2 sigma or beyond {NO_TRUNCATION_SIGMAS:g} sigma)")
+        raise ValueError(f"{self.spec.variant}: unknown init.weight {init.weight!r}")
+
+    def bias_initializer(self) -> keras.initializers.Initializer:
+        return keras.initializers.Constant(self.spec.init.bias)
+
+
+def same_is_exact(kernel, stride, padding) -> bool:
+    """Keras ``padding="same"`` pads exactly like the spec: stride 1, odd kernel, (k - 1) / 2 on each side.
+
+    At stride 1 'same' pads k - 1 in total, split evenly for an odd kernel (max pools ignore the padded
+    cells, as -inf padding does). At stride 2 it pads by input size and puts the odd cell after: the
+    d2l/keras-hub trap, so every other case pads explicitly. Letting the backend pad inside the conv or
+    pool saves a separate padding op per layer (~13% of a plain CPU forward; see googlenet-suite bench).
+    """
+    (kh, kw), (top, bottom, left, right) = kernel, padding
+    return (tuple(stride) == (1, 1) and kh % 2 == 1 and kw % 2 == 1
+            and (top, bottom, left, right) == ((kh - 1) // 2, (kh - 1) // 2, (kw - 1) // 2, (kw - 1) // 2))
+
+
+def _conv(layer: Conv, x, ctx: _Context):
+    top, bottom, left, right = layer.padding
+    same = any(layer.padding) and same_is_exact(layer.kernel, layer.stride, layer.padding)
+    if any(layer.padding) and not same:
+        x = keras.layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{layer.name}.pad")(x)
+    x = keras.layers.Conv2D(layer.out_channels, layer.kernel, strides=layer.stride,
+                            padding="same" if same else "valid",
+                            use_bias=layer.bias, kernel_initializer=ctx.kernel_initializer(f"{layer.name}.conv.weight"),
+                            bias_initializer=ctx.bias_initializer(), name=f"{layer.name}.conv")(x)
+    if layer.norm is not None:
+        x = BatchNorm(axis=-1, momentum=1.0 - layer.norm.momentum, epsilon=layer.norm.eps,
+                      name=f"{layer.name}.bn")(x)
+    if layer.activation == "relu":
+        x = keras.layers.ReLU(name=f"{layer.name}.relu")(x)
+    return x
+
+
+def _pool(layer: Pool, x, ctx: _Context):
+    _, height, width, _ = x.shape
+    (kh, kw), (sh, sw), (top, bottom, left, right) = layer.kernel, layer.stride, layer.padding
+    # Ceil rounding: extra bottom/right padding so that a 'valid' (floor) pool gives the ceil size.
+    bottom += ceil_extra_padding(height, kh, sh, top, bottom, layer.rounding)
+    right += ceil_extra_padding(width, kw, sw, left, right, layer.rounding)
+    padding = ((top, bottom), (left, right))
+    if layer.op == "maxpool":
+        if any(layer.padding) and same_is_exact(layer.kernel, layer.stride, (top, bottom, left, right)):
+            return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="same", name=layer.name)(x)
+        if top or bottom or left or right:
+            x = ConstantPadding2D(padding, value=float("-inf"), name=f"{layer.name}.pad")(x)
+        return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="valid", name=layer.name)(x)
+    if (bottom, right) != (layer.padding[1], layer.padding[3]):
+        raise ValueError(f"{layer.name}: a ceil-mode average pool whose last window hangs over the input "
+                         f"is not supported")  # the oracle rejects these specs already
+    if not (top or bottom or left or right):
+        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=layer.name)(x)
+    if layer.count_include_pad:
+        x = keras.layers.ZeroPadding2D(padding, name=f"{layer.name}.pad")(x)
+        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=layer.name)(x)
+    return ExcludePadAveragePooling2D(layer.kernel, layer.stride, padding, name=layer.name)(x)
+
+
+def _global_avgpool(layer: GlobalAvgPool, x, ctx: _Context):
+    return keras.layers.GlobalAveragePooling2D(keepdims=True, name=layer.name)(x)  # N x 1 x 1 x C
+
+
+def _adaptive_avgpool(layer: AdaptiveAvgPool, x, ctx: _Context):
+    return AdaptiveAveragePooling2D(layer.output_size, name=layer.name)(x)
+
+
+def _lrn(layer: LRN, x, ctx: _Context):
+    return LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k, name=layer.name)(x)
+
+
+def _dropout(layer: Dropout, x, ctx: _Context):
+    return keras.layers.Dropout(layer.rate, seed=ctx.seed_for(layer.name), name=layer.name)(x)
+
+
+def _flatten(layer: Flatten, x, ctx: _Context):
+    # Flattens N x H x W x C in (h, w, c) order; dense weights are permuted on import/export.
+    return keras.layers.Flatten(name=layer.name)(x)
+
+
+def _dense(layer: Dense, x, ctx: _Context):
+    return keras.layers.Dense(layer.out_features, activation=layer.activation, use_bias=layer.bias,
+                              kernel_initializer=ctx.kernel_initializer(f"{layer.name}.weight"),
+                              bias_initializer=ctx.bias_initializer(), name=layer.name)(x)
+
+
+def _concat(layer: Concat, x, ctx: _Context):
+    outputs = [_sequence(branch.layers, x, ctx) for branch in layer.branches]
+    return keras.layers.Concatenate(axis=-1, name=layer.name)(outputs)
+
+
+def _aux(layer: Aux, x, ctx: _Context):
+    ctx.aux_outputs.append(_sequence(layer.layers, x, ctx))
+    return x  # the main path goes on with the same tensor
+
+
+OPS: dict[str, Callable] = {
+    "conv": _conv,
+    "maxpool": _pool,
+    "avgpool": _pool,
+    "global_avgpool": _global_avgpool,
+    "adaptive_avgpool": _adaptive_avgpool,
+    "lrn": _lrn,
+    "dropout": _dropout,
+    "flatten": _flatten,
+    "dense": _dense,
+    "concat": _concat,
+    "aux": _aux,
+}
+
+
+def _sequence(layers: tuple[Layer, ...], x, ctx: _Context):
+    for layer in layers:
+        x = OPS[layer.op](layer, x, ctx)
+    return x
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def _has_gpu() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _resolve_device(device: str) -> str:
+    if not isinstance(device, str) or device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}. Received: device={device!r}")
+    if device == "auto":
+        device = "gpu" if _has_gpu() else "cpu"
+    if device == "gpu" and not _has_gpu():
+        raise ValueError(f"device='gpu' but TensorFlow sees no GPU (tf.config.list_physical_devices('GPU') is "
+                         f"empty). Received: device={device!r}")
+    if device == "gpu":
+        # TensorFlow runs fp32 matmuls/convolutions in TF32 on Ampere and newer by default, which misses
+        # the suite's 1e-4 fp32 agreement; the PyTorch builder likewise forces full fp32.
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    return device
+
+
+def _tf_device(device: str) -> str:
+    return "/GPU:0" if device == "gpu" else "/CPU:0"
+
+
+def device_of(model: GoogLeNet) -> str:
+    """``"gpu"`` or ``"cpu"``: where the model's weights live."""
+    return "gpu" if "GPU" in model.weights[0].value.device.upper() else "cpu"
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build(spec: Spec, *, device: str = "auto", seed: int | None = None) -> GoogLeNet:
+    """The functional model for ``spec``, input ``(H, W, C)``, initialised by ``spec.init``.
+
+    Same ``seed``, same weights (bit-identical); ``seed=None`` draws from Keras's global RNG.
+    """
+    if not isinstance(spec, Spec):
+        raise ValueError(f"spec must be a shared_spec.Spec (shared_spec.load(...)). Received: spec={spec!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be None or an integer >= 0. Received: seed={seed!r}")
+    resolved = _resolve_device(device)
+    ctx = _Context(spec, None if seed is None else int(seed))
+    with tf.device(_tf_device(resolved)):
+        inputs = keras.Input(shape=(*spec.input_size, spec.in_channels), name="input")  # N x H x W x C
+        logits = _sequence(spec.layers, inputs, ctx)
+        outputs = [logits, *ctx.aux_outputs] if ctx.aux_outputs else logits
+        return GoogLeNet(inputs, outputs, spec=spec, name=spec.variant)
+
+
+# --------------------------------------------------------------------------- names and layouts
+
+
+def output_layer_name(layer: Layer) -> str:
+    """The Keras layer whose output is the spec layer's output (a conv unit: its last layer)."""
+    if isinstance(layer, Conv):
+        if layer.activation == "relu":
+            return f"{layer.name}.relu"
+        return f"{layer.name}.bn" if layer.norm is not None else f"{layer.name}.conv"
+    if isinstance(layer, Aux):
+        return output_layer_name(layer.layers[-1])
+    return layer.name
+
+
+def flattened_maps(spec: Spec) -> dict[str, tuple[int, int, int]]:
+    """Layers that see a flattened spatial map, with that map's ``(C, H, W)``.
+
+    Keras flattens ``N x H x W x C`` in ``(h, w, c)`` order, the neutral layout in ``(c, h, w)``
+    order. Listed: each flatten of a spatial map, the layers after it (dropout) whose output is
+    still that vector, and the dense layer that consumes it (its weight's input axis is permuted).
+    """
+    analysis = shared_spec.analyze(spec)
+    found: dict[str, tuple[int, int, int]] = {}
+
+    def visit(layers):
+        pending = None
+        for layer in layers:
+            if isinstance(layer, Flatten):
+                shape = analysis.layer(layer.name).in_shape
+                pending = shape if len(shape) == 3 else None
+            if isinstance(layer, Concat):
+                for branch in layer.branches:
+                    visit(branch.layers)
+            elif isinstance(layer, Aux):
+                visit(layer.layers)
+            elif pending is not None:
+                found[layer.name] = pending
+                if isinstance(layer, Dense):
+                    pending = None
+
+    visit(spec.layers)
+    return found
+
+
+def _hwc_to_chw_order(flat: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
+    """A batch of vectors flattened in (h, w, c) order -> the same in (c, h, w) order."""
+    c, h, w = chw
+    return flat.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(flat.shape)
+
+
+def _chw_to_hwc_order(flat: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
+    c, h, w = chw
+    return flat.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(flat.shape)
+
+
+def _dense_to_neutral(kernel: np.ndarray, chw: tuple[int, int, int] | None) -> np.ndarray:
+    """Keras kernel (in, out), ``in`` in (h, w, c) order -> neutral (out, in), ``in`` in (c, h, w) order."""
+    weight = kernel.T
+    return weight if chw is None else _hwc_to_chw_order(weight, chw)
+
+
+def _dense_from_neutral(weight: np.ndarray, chw: tuple[int, int, int] | None) -> np.ndarray:
+    return (weight if chw is None else _chw_to_hwc_order(weight, chw)).T
+
+
+def _variables(model: GoogLeNet) -> dict[str, tuple[keras.Variable, Callable, Callable]]:
+    """Neutral key -> (Keras variable, to_neutral, from_neutral), in ``spec.weight_shapes()`` order."""
+    layers = {layer.name: layer for layer in model.layers}
+    maps = flattened_maps(model.spec)
+    same = (lambda a: a, lambda a: a)
+    out = {}
+    for layer in model.spec.walk():
+        if isinstance(layer, Conv):
+            conv = layers[f"{layer.name}.conv"]
+            # HWIO <-> OIHW
+            out[f"{layer.name}.conv.weight"] = (conv.kernel, lambda a: a.transpose(3, 2, 0, 1),
+                                                lambda a: a.transpose(2, 3, 1, 0))
+            if layer.bias:
+                out[f"{layer.name}.conv.bias"] = (conv.bias, *same)
+            if layer.norm is not None:
+                bn = layers[f"{layer.name}.bn"]
+                for key, variable in zip(BN_KEYS,
+                                         (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)):
+                    out[f"{layer.name}.bn.{key}"] = (variable, *same)
+        elif isinstance(layer, Dense):
+            dense, chw = layers[layer.name], maps.get(layer.name)  # chw: fed by a flatten of that map
+            out[f"{layer.name}.weight"] = (dense.kernel, lambda a, chw=chw: _dense_to_neutral(a, chw),
+                                           lambda a, chw=chw: _dense_from_neutral(a, chw))
+            if layer.bias:
+                out[f"{layer.name}.bias"] = (dense.bias, *same)
+    return out
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def export_weights(model: GoogLeNet) -> dict[str, np.ndarray]:
+    """Every weight and BN statistic in the neutral layout (keys and shapes: ``spec.weight_shapes()``)."""
+    return {key: np.ascontiguousarray(to_neutral(np.asarray(variable.numpy(), dtype=np.float32)))
+            for key, (variable, to_neutral, _) in _variables(model).items()}
+
+
+def import_weights(model: GoogLeNet, weights) -> None:
+    """Set every weight from the neutral layout, after ``check_weights`` (``WeightsError`` names the key)."""
+    check_weights(model.spec, weights)
+    for key, (variable, _, from_neutral) in _variables(model).items():
+        variable.assign(np.ascontiguousarray(from_neutral(np.asarray(weights[key], dtype=np.float32))))
+
+
+def save_weights(model: GoogLeNet, path) -> None:
+    shared_spec.weights.save_weights(path, export_weights(model), model.spec)
+
+
+def load_weights(model: GoogLeNet, path) -> dict[str, str]:
+    """Load a safetensors weight file into ``model``; returns the file's metadata."""
+    weights, meta = shared_spec.weights.load_weights(path, model.spec)
+    import_weights(model, weights)
+    return meta
+
+
+def count_params(model: GoogLeNet) -> tuple[int, int]:
+    """(trainable, buffers): Keras's trainable and non-trainable weights (BN moving mean and variance)."""
+    def size(variables):
+        return sum(int(np.prod(v.shape)) for v in variables)
+
+    return size(model.trainable_weights), size(model.non_trainable_weights)
+
+
+def framework_version() -> str:
+    return f"keras {keras.__version__} (tensorflow {tf.__version__})"
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _check_input(model: GoogLeNet, x) -> np.ndarray:
+    x = np.asarray(x)
+    expected = model.spec.input_shape
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise ValueError(f"x must be a float32 N x {' x '.join(map(str, expected))} (NCHW) batch. "
+                         f"Received: x.shape={x.shape}")
+    return np.ascontiguousarray(x.astype(np.float32, copy=False).transpose(0, 2, 3, 1))  # N x H x W x C
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(tensor))
+
+
+def forward(model: GoogLeNet, x, *, training: bool = False):
+    """Logits for an NCHW numpy batch; ``(main, aux1, aux2)`` in training mode with aux heads on."""
+    if not isinstance(training, bool):
+        raise ValueError(f"training must be True or False. Received: training={training!r}")
+    nhwc = _check_input(model, x)
+    with tf.device(_tf_device(device_of(model))):
+        outputs = model(nhwc, training=training)
+    if isinstance(outputs, (tuple, list)):
+        return tuple(_to_numpy(out) for out in outputs)
+    return _to_numpy(outputs)
+
+
+def layer_outputs(model: GoogLeNet, x) -> dict[str, np.ndarray]:
+    """Eval-mode output of every layer in ``spec.walk()``, channels-first (N x C x H x W)."""
+    nhwc = _check_input(model, x)
+    names = {layer.name: output_layer_name(layer) for layer in model.spec.walk()}
+    layers = {layer.name: layer for layer in model.layers}
+    probe = keras.Model(model.input, {name: layers[keras_name].output for name, keras_name in names.items()})
+    with tf.device(_tf_device(device_of(model))):
+        outputs = probe(nhwc, training=False)
+    flat = flattened_maps(model.spec)
+    result = {}
+    for name, layer in ((layer.name, layer) for layer in model.spec.walk()):
+        value = _to_numpy(outputs[name])
+        if value.ndim == 4:
+            value = value.transpose(0, 3, 1, 2)
+        elif name in flat and not isinstance(layer, Dense):
+            value = _hwc_to_chw_order(value, flat[name])
+        result[name] = value
+    return result
+
+
+def _labels(model: GoogLeNet, y, batch: int) -> np.ndarray:
+    y = np.asarray(y)
+    classes = model.spec.num_classes
+    if y.shape != (batch,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= classes:
+        raise ValueError(f"y must be {batch} integer class labels in [0, {classes}). "
+                         f"Received: y.shape={y.shape}, y.dtype={y.dtype}")
+    return y.astype(np.int64)
+
+
+def loss_of(spec: Spec, outputs, y):
+    """``mean CE(main) + sum(aux.loss_weight * mean CE(aux_i))``; ``outputs`` as the model returns in training."""
+    def cross_entropy(logits):
+        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+
+    if not isinstance(outputs, (tuple, list)):
+        return cross_entropy(outputs)
+    main, *aux = outputs
+    loss = cross_entropy(main)
+    for head, logits in zip(spec.aux_heads, aux, strict=True):
+        loss = loss + head.loss_weight * cross_entropy(logits)
+    return loss
+
+
+def train_step(model: GoogLeNet, x, y, *, lr: float = 0.01) -> dict:
+    """One training-mode step of plain SGD; returns the loss, d loss / d x (NCHW) and the new weights."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr < 0:
+        raise ValueError(f"lr must be a finite number >= 0. Received: lr={lr!r}")
+    nhwc = _check_input(model, x)
+    labels = _labels(model, y, len(nhwc))
+    variables = model.trainable_variables
+    with tf.device(_tf_device(device_of(model))):
+        inputs = tf.convert_to_tensor(nhwc)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = loss_of(model.spec, model(inputs, training=True), tf.convert_to_tensor(labels))
+        input_grad, *grads = tape.gradient(loss, [inputs, *variables])
+        for variable, grad in zip(variables, grads, strict=True):
+            variable.assign(variable - lr * grad)
+    return {"loss": float(loss), "input_grad": _to_numpy(input_grad).transpose(0, 3, 1, 2),
+            "weights": export_weights(model)}

@@ -1,0 +1,504 @@
+"""The Keras 3 (TensorFlow) builder against the spec's oracle and the builder contract.
+
+Every variant is built once per module (seed 0, plus one seed-1 model for the seed and
+round-trip tests) at a small input size where the variant allows one, batch 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+import shared_spec  # noqa: E402
+from shared_spec import Pool, pool_output_size  # noqa: E402
+from shared_spec.weights import WeightsError  # noqa: E402
+
+impl_tf = pytest.importorskip("impl_tf")
+
+pytestmark = pytest.mark.tf
+
+VARIANTS = shared_spec.list_variants()
+BATCH = 2
+
+# Small inputs where the variant allows them (googlenet-paper's 7x7 average pool before a
+# 1024-input fc needs at least 223x223); odd, non-square sizes exercise the pool rounding.
+TEST_OVERRIDES = {
+    "googlenet": {"aux_logits": True, "input_size": (103, 117)},
+    "googlenet-paper": {"aux_logits": True},
+    "d2l": {"input_size": (67, 75)},
+    "gluon-tutorial": {},
+    "bn-notebook": {},
+    "cifar": {"input_size": (16, 16)},
+}
+# num_classes, in_channels and input_size overridden together.
+OTHER_OVERRIDES = {
+    "googlenet": {"input_size": (40, 56)},
+    "googlenet-paper": {"input_size": (223, 223)},
+    "d2l": {"input_size": (33, 40)},
+    "gluon-tutorial": {"input_size": (93, 100)},
+    "bn-notebook": {"input_size": (94, 95)},
+    "cifar": {"input_size": (12, 15)},
+}
+CONV_SUFFIXES = (".pad", ".conv", ".bn", ".relu")
+
+
+def test_overrides_cover_every_variant():
+    assert set(TEST_OVERRIDES) == set(VARIANTS) == set(OTHER_OVERRIDES)
+
+
+class Built:
+    """One variant's spec, oracle, seed-0 and seed-1 models and their weights as built."""
+
+    def __init__(self, variant: str):
+        self.spec = shared_spec.load(variant, **TEST_OVERRIDES[variant])
+        self.analysis = shared_spec.analyze(self.spec)
+        self.model = impl_tf.build(self.spec, seed=0)
+        self.initial = impl_tf.export_weights(self.model)
+        self._other = None
+        self.x = np.random.default_rng(0).standard_normal((BATCH, *self.spec.input_shape), dtype=np.float32)
+
+    @property
+    def other(self):
+        """A seed-1 model of the same spec, and its initial weights (tests may overwrite its weights)."""
+        if self._other is None:
+            model = impl_tf.build(self.spec, seed=1)
+            self._other = (model, impl_tf.export_weights(model))
+        return self._other
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return {}
+
+
+@pytest.fixture(params=VARIANTS)
+def built(request, cache) -> Built:
+    if request.param not in cache:
+        cache[request.param] = Built(request.param)
+    return cache[request.param]
+
+
+def channels_last(shape):
+    return (*shape[1:], shape[0]) if len(shape) == 3 else tuple(shape)
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_params_and_buffers_match_oracle(built):
+    assert impl_tf.count_params(built.model) == (built.analysis.params, built.analysis.buffers)
+    expected = built.spec.expected.get("params_with_aux")
+    if built.spec.aux_logits and expected is not None:
+        assert impl_tf.count_params(built.model)[0] == expected
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if "params" in shared_spec.load(v).expected])
+def test_published_param_count_at_defaults(variant):
+    spec = shared_spec.load(variant)
+    assert impl_tf.count_params(impl_tf.build(spec, seed=0))[0] == spec.expected["params"]
+
+
+def test_layer_names_are_spec_names(built):
+    spec_names = {layer.name for layer in built.spec.walk()}
+    for layer in built.model.layers:
+        name = layer.name
+        base = next((name[: -len(s)] for s in CONV_SUFFIXES if name.endswith(s)), name)
+        assert name == "input" or name in spec_names or base in spec_names, name
+        config = layer.get_config()
+        if config.get("padding") == "same":  # only where it pads exactly like the spec: stride 1, odd kernel
+            assert tuple(config["strides"]) == (1, 1), f"{name} uses padding='same' at stride {config['strides']}"
+            kernel = config.get("kernel_size") or config.get("pool_size")
+            assert all(k % 2 == 1 for k in kernel), f"{name} uses padding='same' with an even kernel {kernel}"
+    keras_names = {layer.name for layer in built.model.layers}
+    for layer in built.spec.walk():
+        assert impl_tf.output_layer_name(layer) in keras_names, layer.name
+
+
+def test_every_layer_shape_matches_oracle(built):
+    layers = {layer.name: layer for layer in built.model.layers}
+    outputs = impl_tf.layer_outputs(built.model, built.x)
+    assert list(outputs) == [layer.name for layer in built.spec.walk()]
+    for layer in built.spec.walk():
+        expected = built.analysis.layer(layer.name).out_shape
+        assert outputs[layer.name].shape == (BATCH, *expected), layer.name
+        keras_shape = tuple(layers[impl_tf.output_layer_name(layer)].output.shape[1:])
+        assert keras_shape == channels_last(expected), layer.name
+        assert np.isfinite(outputs[layer.name]).all(), layer.name
+
+
+def test_summary_and_keras_call(built):
+    lines = []
+    built.model.summary(print_fn=lambda line, **_: lines.append(line))
+    assert f"{built.analysis.params:,}" in "\n".join(lines)
+    assert built.model.spec is built.spec
+    nhwc = built.x.transpose(0, 2, 3, 1)
+    assert tuple(built.model(nhwc).shape) == (BATCH, built.spec.num_classes)
+    symbolic = built.model(keras.Input(channels_last(built.spec.input_shape)), training=True)
+    assert isinstance(symbolic, tuple) == bool(built.spec.aux_heads)
+
+
+# --------------------------------------------------------------------------- modes
+
+
+def test_train_and_eval_outputs(built):
+    classes = built.spec.num_classes
+    first = impl_tf.forward(built.model, built.x)
+    assert isinstance(first, np.ndarray) and first.shape == (BATCH, classes)
+    np.testing.assert_array_equal(impl_tf.forward(built.model, built.x), first)  # eval is deterministic
+    train = impl_tf.forward(built.model, built.x, training=True)
+    if built.spec.aux_heads:
+        assert isinstance(train, tuple) and len(train) == 1 + len(built.spec.aux_heads) == 3
+        for out in train:
+            assert out.shape == (BATCH, classes) and np.isfinite(out).all()
+    else:
+        assert isinstance(train, np.ndarray) and train.shape == (BATCH, classes)
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if shared_spec.load(v).has_aux])
+def test_aux_heads_off_by_default(variant):
+    spec = shared_spec.load(variant, input_size=224 if variant == "googlenet-paper" else 64)
+    assert not spec.aux_heads
+    model = impl_tf.build(spec, seed=0)
+    x = np.zeros((1, *spec.input_shape), np.float32)
+    assert isinstance(impl_tf.forward(model, x, training=True), np.ndarray)
+    assert not any(layer.name.startswith("aux") for layer in model.layers)
+
+
+def test_dropout_only_in_training():
+    # gluon-tutorial has no BN: training mode differs from eval only through dropout.
+    spec = shared_spec.load("gluon-tutorial", dropout=0.0)
+    off = impl_tf.build(spec, seed=0)
+    x = np.random.default_rng(1).standard_normal((BATCH, *spec.input_shape), dtype=np.float32)
+    np.testing.assert_allclose(impl_tf.forward(off, x, training=True), impl_tf.forward(off, x), rtol=1e-5, atol=1e-6)
+    heavy = impl_tf.build(shared_spec.load("gluon-tutorial", dropout=0.9), seed=0)
+    assert heavy.get_layer("dropout").rate == pytest.approx(0.9)
+    np.testing.assert_array_equal(impl_tf.forward(heavy, x), impl_tf.forward(off, x))  # same seed, eval
+    assert not np.allclose(impl_tf.forward(heavy, x, training=True), impl_tf.forward(heavy, x), atol=1e-4)
+
+
+def test_num_classes_in_channels_input_size_overrides(built):
+    spec = shared_spec.load(built.spec.variant, num_classes=7, in_channels=2, **OTHER_OVERRIDES[built.spec.variant])
+    model = impl_tf.build(spec, seed=0)
+    analysis = shared_spec.analyze(spec)
+    assert tuple(model.input.shape[1:]) == channels_last(spec.input_shape)
+    assert impl_tf.count_params(model) == (analysis.params, analysis.buffers)
+    x = np.ones((BATCH, *spec.input_shape), np.float32)
+    assert impl_tf.forward(model, x).shape == (BATCH, 7)
+    with pytest.raises(ValueError, match="Received: x.shape"):
+        impl_tf.forward(model, built.x)
+
+
+# --------------------------------------------------------------------------- init and seeds
+
+
+def test_same_seed_same_weights_other_seed_different(built):
+    twin = impl_tf.export_weights(impl_tf.build(built.spec, seed=0))
+    _, other = built.other
+    assert list(twin) == list(built.spec.weight_shapes())
+    for key, value in built.initial.items():
+        np.testing.assert_array_equal(twin[key], value, err_msg=key)
+        if key.endswith(".weight"):
+            assert not np.array_equal(other[key], value), key
+    # Each weight gets its own stream: no two kernels of one model are equal (aux1/aux2 heads, branches).
+    kernels = [value.tobytes() for key, value in built.initial.items() if key.endswith(".weight")]
+    assert len(set(kernels)) == len(kernels)
+
+
+def test_initialisation_follows_spec_init(built):
+    init = built.spec.init
+    weights = built.initial
+    for key, value in weights.items():
+        if key.endswith((".bn.beta", ".bn.running_mean")):
+            expected = 0.0
+        elif key.endswith((".bn.gamma", ".bn.running_var")):
+            expected = 1.0
+        elif key.endswith(".bias"):
+            expected = init.bias
+        else:
+            continue
+        np.testing.assert_array_equal(value, np.full_like(value, expected), err_msg=key)
+    kernels = [w for k, w in weights.items() if k.endswith(".weight")]
+    if init.weight == "trunc_normal":
+        flat = np.concatenate([w.ravel() for w in kernels])
+        assert flat.std() == pytest.approx(init.std, rel=0.01)
+        # torchvision truncates at +-2 absolute (200 sigma): about 4.55% of draws lie beyond 2 sigma.
+        assert 0.04 < np.mean(np.abs(flat) > 2 * init.std) < 0.051
+    else:
+        for key, w in ((k, w) for k, w in weights.items() if k.endswith(".weight")):
+            fan_in = int(np.prod(w.shape[1:]))
+            fan_out = w.shape[0] * int(np.prod(w.shape[2:]))
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            assert 0.9 * limit < np.abs(w).max() <= limit * (1 + 1e-6), key  # float32 rounding of the bound
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def test_export_import_round_trip_into_other_seed(built):
+    model, _ = built.other
+    weights = impl_tf.export_weights(built.model)
+    assert {k: v.shape for k, v in weights.items()} == built.spec.weight_shapes()
+    assert all(v.dtype == np.float32 for v in weights.values())
+    impl_tf.import_weights(model, weights)
+    again = impl_tf.export_weights(model)
+    for key in weights:
+        np.testing.assert_array_equal(again[key], weights[key], err_msg=key)
+    np.testing.assert_array_equal(impl_tf.forward(model, built.x), impl_tf.forward(built.model, built.x))
+
+
+def test_save_load_file_round_trip(built, tmp_path):
+    model, _ = built.other
+    path = tmp_path / f"{built.spec.variant}.safetensors"
+    impl_tf.save_weights(built.model, path)
+    weights = impl_tf.export_weights(built.model)
+    impl_tf.import_weights(model, {k: v * 0.5 + 0.25 for k, v in weights.items()})
+    assert not np.array_equal(impl_tf.export_weights(model)["fc.weight"], weights["fc.weight"])
+    meta = impl_tf.load_weights(model, path)
+    assert meta["variant"] == built.spec.variant
+    for key, value in impl_tf.export_weights(model).items():
+        np.testing.assert_array_equal(value, weights[key], err_msg=key)
+    np.testing.assert_array_equal(impl_tf.forward(model, built.x), impl_tf.forward(built.model, built.x))
+
+
+@pytest.fixture(scope="module")
+def cifar(cache):
+    if "cifar" not in cache:
+        cache["cifar"] = Built("cifar")
+    return cache["cifar"]
+
+
+def test_weights_errors_name_the_key(cifar):
+    weights = impl_tf.export_weights(cifar.model)
+    before = impl_tf.export_weights(cifar.model)
+    missing = dict(weights)
+    del missing["inception4a.branch2.conv1.bn.running_var"]
+    with pytest.raises(WeightsError, match=r"missing key 'inception4a\.branch2\.conv1\.bn\.running_var'"):
+        impl_tf.import_weights(cifar.model, missing)
+    with pytest.raises(WeightsError, match=r"unexpected key 'fc\.extra'"):
+        impl_tf.import_weights(cifar.model, {**weights, "fc.extra": np.zeros(3, np.float32)})
+    wrong = {**weights, "prelayer.conv.weight": np.zeros((192, 3, 3, 4), np.float32),
+             "fc.weight": np.ones_like(weights["fc.weight"])}
+    shapes = r"has shape \(192, 3, 3, 4\), expected \(192, 3, 3, 3\)"
+    with pytest.raises(WeightsError, match=r"'prelayer\.conv\.weight' " + shapes):
+        impl_tf.import_weights(cifar.model, wrong)
+    for key, value in impl_tf.export_weights(cifar.model).items():  # nothing was set
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def googlenet(cache):
+    if "googlenet" not in cache:
+        cache["googlenet"] = Built("googlenet")
+    return cache["googlenet"]
+
+
+def test_dense_after_flatten_uses_channels_first_order(googlenet):
+    spec, model = googlenet.spec, googlenet.model
+    maps = impl_tf.flattened_maps(spec)
+    assert maps["aux1.fc1"] == maps["aux2.fc1"] == (128, 4, 4)
+    assert maps["fc"] == (1024, 1, 1)
+    outputs = impl_tf.layer_outputs(model, googlenet.x)
+    weights = impl_tf.export_weights(model)
+    for head in ("aux1", "aux2"):
+        conv = outputs[f"{head}.conv"]  # N x 128 x 4 x 4
+        np.testing.assert_array_equal(outputs[f"{head}.flatten"], conv.reshape(BATCH, -1))
+        fc1 = np.maximum(conv.reshape(BATCH, -1) @ weights[f"{head}.fc1.weight"].T + weights[f"{head}.fc1.bias"], 0)
+        np.testing.assert_allclose(outputs[f"{head}.fc1"], fc1, rtol=1e-4, atol=1e-5)
+    # A model with other weights, given these, computes the same aux logits.
+    other, _ = googlenet.other
+    impl_tf.import_weights(other, weights)
+    again = impl_tf.layer_outputs(other, googlenet.x)
+    for head in ("aux1", "aux2"):
+        np.testing.assert_array_equal(again[head], outputs[head])
+
+
+# --------------------------------------------------------------------------- devices and arguments
+
+
+def test_device_and_argument_errors(cifar):
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert impl_tf.device_of(cifar.model) == ("gpu" if has_gpu else "cpu")
+    assert impl_tf.device_of(impl_tf.build(cifar.spec, device="cpu", seed=0)) == "cpu"
+    if not has_gpu:
+        with pytest.raises(ValueError, match=r"Received: device='gpu'"):
+            impl_tf.build(cifar.spec, device="gpu")
+    with pytest.raises(ValueError, match=r"Received: device='tpu'"):
+        impl_tf.build(cifar.spec, device="tpu")
+    with pytest.raises(ValueError, match=r"Received: seed=-1"):
+        impl_tf.build(cifar.spec, seed=-1)
+    with pytest.raises(ValueError, match=r"Received: spec='cifar'"):
+        impl_tf.build("cifar")
+    with pytest.raises(ValueError, match=r"Received: lr=-1"):
+        impl_tf.train_step(cifar.model, cifar.x, np.zeros(BATCH, np.int64), lr=-1)
+    with pytest.raises(ValueError, match=r"Received: y.shape"):
+        impl_tf.train_step(cifar.model, cifar.x, np.array([0, cifar.spec.num_classes]))
+    assert impl_tf.framework_version().startswith(f"keras {keras.__version__}")
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_train_step_loss_grad_and_update(googlenet):
+    spec = shared_spec.load("googlenet", aux_logits=True, input_size=(64, 64), dropout=0.0)
+    model = impl_tf.build(spec, seed=0)
+    x = np.random.default_rng(2).standard_normal((BATCH, *spec.input_shape), dtype=np.float32)
+    y = np.array([3, 999])
+    main, aux1, aux2 = impl_tf.forward(model, x, training=True)
+
+    def cross_entropy(logits):
+        logits = logits.astype(np.float64)
+        logz = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+        return float(np.mean(logz - logits[np.arange(BATCH), y]))
+
+    expected = cross_entropy(main) + 0.3 * cross_entropy(aux1) + 0.3 * cross_entropy(aux2)
+    before = impl_tf.export_weights(model)
+    result = impl_tf.train_step(model, x, y, lr=0.01)
+    assert np.isfinite(result["loss"]) and result["loss"] == pytest.approx(expected, rel=1e-5)
+    grad = result["input_grad"]
+    assert grad.shape == x.shape and np.isfinite(grad).all() and np.abs(grad).max() > 0
+    after = result["weights"]
+    assert list(after) == list(spec.weight_shapes())
+    for key in after:
+        if key.endswith(".weight"):
+            assert not np.array_equal(after[key], before[key]), key
+    np.testing.assert_array_equal(impl_tf.export_weights(model)["fc.weight"], after["fc.weight"])
+
+
+def test_train_step_bn_statistics_follow_pytorch(cifar):
+    """lr=0: weights stay, running statistics move by PyTorch's rule (unbiased batch variance)."""
+    spec = shared_spec.load("cifar", input_size=(8, 8), dropout=0.0)
+    model = impl_tf.build(spec, seed=0)
+    x = np.random.default_rng(3).standard_normal((BATCH, *spec.input_shape), dtype=np.float32)
+    conv = keras.Model(model.input, model.get_layer("prelayer.conv").output)(x.transpose(0, 2, 3, 1)).numpy()
+    before = impl_tf.export_weights(model)
+    after = impl_tf.train_step(model, x, np.array([0, 1]), lr=0.0)["weights"]
+    for key in before:
+        if not shared_spec.is_buffer(key):
+            np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+    momentum = spec.layer("prelayer").norm.momentum
+    values = conv.reshape(-1, conv.shape[-1]).astype(np.float64)  # N*H*W x C
+    np.testing.assert_allclose(after["prelayer.bn.running_mean"], momentum * values.mean(0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(after["prelayer.bn.running_var"],
+                               (1 - momentum) + momentum * values.var(0, ddof=1), rtol=1e-5)
+
+
+def test_input_grad_is_the_gradient():
+    """A directional finite difference of the loss (d2l: no BN, no dropout) matches input_grad."""
+    spec = shared_spec.load("d2l", input_size=(24, 24))
+    model = impl_tf.build(spec, seed=0)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((BATCH, *spec.input_shape), dtype=np.float32)
+    y = np.array([1, 2])
+    grad = impl_tf.train_step(model, x, y, lr=0.0)["input_grad"]
+    # Along the returned gradient the loss must rise at rate |grad|; a gradient in the wrong
+    # layout (or of something else) points elsewhere and the rate comes out smaller.
+    direction = grad / np.linalg.norm(grad)
+    eps = 3e-2
+    plus = impl_tf.train_step(model, x + eps * direction, y, lr=0.0)["loss"]
+    minus = impl_tf.train_step(model, x - eps * direction, y, lr=0.0)["loss"]
+    assert (plus - minus) / (2 * eps) == pytest.approx(np.linalg.norm(grad), rel=0.03)
+
+
+# --------------------------------------------------------------------------- custom layers vs numpy
+
+
+def lrn_reference(a: np.ndarray, size: int, alpha: float, beta: float, k: float) -> np.ndarray:
+    """PyTorch/Caffe LRN, channels last: sum of squares over ``size`` channels centred on each."""
+    channels = a.shape[-1]
+    out = np.empty_like(a, dtype=np.float64)
+    for c in range(channels):
+        low, high = max(0, c - size // 2), min(channels, c + (size - 1) // 2 + 1)
+        total = np.sum(a[..., low:high].astype(np.float64) ** 2, axis=-1)
+        out[..., c] = a[..., c] / (k + alpha / size * total) ** beta
+    return out
+
+
+@pytest.mark.parametrize("size,alpha,beta,k", [(5, 1e-4, 0.75, 1.0), (3, 0.5, 0.75, 2.0), (7, 2.0, 0.5, 1.0)])
+def test_lrn_matches_formula_and_tensorflow(size, alpha, beta, k):
+    x = np.random.default_rng(5).standard_normal((2, 5, 6, 16)).astype(np.float32) * 30
+    layer = impl_tf.LocalResponseNorm(size, alpha, beta, k)
+    out = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(out, lrn_reference(x, size, alpha, beta, k), rtol=1e-5, atol=1e-6)
+    tf_out = tf.nn.local_response_normalization(x, depth_radius=(size - 1) // 2, bias=k, alpha=alpha / size,
+                                                beta=beta).numpy()
+    np.testing.assert_allclose(out, tf_out, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out, x, rtol=1e-3)  # the normalisation does something at this scale
+
+
+def adaptive_reference(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    n, h, w, c = x.shape
+    out = np.empty((n, out_h, out_w, c))
+    for i in range(out_h):
+        for j in range(out_w):
+            rows = slice(i * h // out_h, -(-(i + 1) * h // out_h))
+            cols = slice(j * w // out_w, -(-(j + 1) * w // out_w))
+            out[:, i, j] = x[:, rows, cols].mean(axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("size,output", [((14, 14), (4, 4)), ((6, 7), (4, 4)), ((8, 8), (4, 4)), ((3, 2), (4, 4)),
+                                         ((5, 9), (2, 3))])
+def test_adaptive_average_pool_matches_numpy(size, output):
+    x = np.random.default_rng(6).standard_normal((2, *size, 3)).astype(np.float32)
+    out = keras.ops.convert_to_numpy(impl_tf.AdaptiveAveragePooling2D(output)(x))
+    np.testing.assert_allclose(out, adaptive_reference(x, *output), rtol=1e-5, atol=1e-6)
+    if size == (14, 14):  # torchvision's aux head: overlapping windows
+        assert impl_tf.AdaptiveAveragePooling2D.windows(14, 4) == [(0, 4), (3, 7), (7, 11), (10, 14)]
+
+
+def pool_reference(x: np.ndarray, pool: Pool) -> np.ndarray:
+    """PyTorch max/avg pool semantics (NHWC): windows clipped to input + padding, ceil rule of the oracle."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (top, bottom, left, right) = pool.kernel, pool.stride, pool.padding
+    out_h = pool_output_size(h, kh, sh, top, bottom, pool.rounding)
+    out_w = pool_output_size(w, kw, sw, left, right, pool.rounding)
+    out = np.empty((n, out_h, out_w, c))
+    for i in range(out_h):
+        for j in range(out_w):
+            r0, c0 = i * sh - top, j * sw - left
+            r1, c1 = min(r0 + kh, h + bottom), min(c0 + kw, w + right)
+            window = x[:, max(r0, 0):min(r1, h), max(c0, 0):min(c1, w)]
+            if pool.op == "maxpool":
+                out[:, i, j] = window.max(axis=(1, 2))
+            else:
+                count = (r1 - r0) * (c1 - c0) if pool.count_include_pad else window.shape[1] * window.shape[2]
+                out[:, i, j] = window.sum(axis=(1, 2)) / count
+    return out
+
+
+def run_op(layer, x: np.ndarray) -> np.ndarray:
+    """One spec layer through the builder's op table, as a tiny functional model."""
+    inputs = keras.Input(x.shape[1:])
+    return keras.Model(inputs, impl_tf.OPS[layer.op](layer, inputs, None))(x).numpy()  # pools need no context
+
+
+POOLS = [
+    Pool("maxpool", "p", (3, 3), (2, 2), (0, 0, 0, 0), "ceil", False),  # googlenet 112 -> 56 style
+    Pool("maxpool", "p", (3, 3), (2, 2), (1, 1, 1, 1), "ceil", False),
+    Pool("maxpool", "p", (2, 2), (2, 2), (0, 0, 0, 0), "ceil", False),  # googlenet maxpool4 on odd maps
+    Pool("maxpool", "p", (3, 3), (1, 1), (1, 1, 1, 1), "ceil", False),  # inception branch 4
+    Pool("maxpool", "p", (3, 3), (2, 2), (1, 1, 1, 1), "floor", False),  # d2l
+    Pool("avgpool", "p", (3, 3), (2, 2), (1, 1, 1, 1), "floor", True),
+    Pool("avgpool", "p", (3, 3), (2, 2), (1, 1, 1, 1), "floor", False),
+    Pool("avgpool", "p", (5, 5), (3, 3), (0, 0, 0, 0), "floor", False),  # the paper's aux head
+]
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=lambda p: f"{p.op}{p.kernel[0]}s{p.stride[0]}p{p.padding[0]}{p.rounding}"
+                                                      f"{'-incl' if p.count_include_pad else ''}")
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (14, 13)])
+def test_pool_matches_pytorch_semantics_on_negative_input(pool, size):
+    # All inputs negative: zero padding in a max pool (instead of -inf) would show up as 0.
+    x = -1.0 - np.random.default_rng(7).random((2, *size, 3)).astype(np.float32) * 10
+    out = run_op(pool, x)
+    expected = pool_reference(x, pool)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+    assert (out < 0).all()
