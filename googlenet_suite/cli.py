@@ -1,0 +1,397 @@
+"""``googlenet-suite``: list, inspect, compare, run, bench, train and evaluate GoogLeNet variants.
+
+The CLI only reads the spec, the builders and the harness results; it never
+builds a model its own way. Bad input is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import shared_spec
+
+from . import data as datasets
+from . import frameworks as fw_registry
+from . import render
+
+EXIT_OK, EXIT_DISAGREE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """Bad command-line input (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other bad input
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _add_spec_options(parser, *, variants: str = "one"):
+    if variants == "one":
+        parser.add_argument("variant", nargs="?", help="variant name (default: the spec's default variant)")
+    elif variants == "many":
+        parser.add_argument("variants", nargs="*", metavar="VARIANT", help="variants (default: the default variant)")
+    parser.add_argument("--spec", metavar="FILE", help="use this spec file instead of the built-in one")
+    parser.add_argument("--num-classes", type=int, metavar="N")
+    parser.add_argument("--in-channels", type=int, metavar="C")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
+    parser.add_argument("--aux", action="store_true", default=None, help="turn the aux heads on")
+
+
+def _overrides(args) -> dict:
+    return {
+        "num_classes": args.num_classes,
+        "in_channels": args.in_channels,
+        "input_size": tuple(args.input_size) if args.input_size else None,
+        "aux_logits": args.aux,
+    }
+
+
+def _load(name, args, **extra) -> shared_spec.Spec:
+    overrides = {k: v for k, v in {**_overrides(args), **extra}.items() if v is not None}
+    return shared_spec.load(name, spec_file=args.spec, **overrides)
+
+
+def _write_output(text: str, path: str | None) -> None:
+    """Write to stdout, or atomically to ``path`` (no half-written file on failure)."""
+    if path is None:
+        sys.stdout.write(text)
+        return
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _atomic_write(path: Path, write) -> None:
+    if not path.parent.exists():
+        raise UsageError(f"{path}: directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _progress():
+    """A status line on stderr while frameworks import and models build."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        def say(message):
+            print(f"... {message}", file=sys.stderr, flush=True)
+            return contextlib.nullcontext()
+        return say
+
+    @contextlib.contextmanager
+    def say(message):
+        with console.status(message):
+            yield
+    return say
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_list(args) -> int:
+    rows = []
+    for name in shared_spec.list_variants(args.spec):
+        spec = shared_spec.load(name, spec_file=args.spec)
+        report = shared_spec.analyze(spec)
+        with_aux = shared_spec.analyze(shared_spec.load(name, spec_file=args.spec, aux_logits=True)).params \
+            if spec.has_aux else None
+        rows.append({
+            "variant": name,
+            "input": list(spec.input_shape),
+            "num_classes": spec.num_classes,
+            "params": report.params,
+            "params_with_aux": with_aux,
+            "buffers": report.buffers,
+            "macs": report.macs,
+            "min_input_size": list(report.min_input_size),
+            "source": spec.provenance["source"],
+            "reproduces": spec.provenance["reproduces"],
+        })
+    if args.format == "json":
+        _write_output(json.dumps(rows, indent=2) + "\n", None)
+        return EXIT_OK
+    header = ["variant", "input", "classes", "params", "with aux", "MACs", "min input", "source"]
+    table = [[r["variant"], render.shape_text(r["input"]), r["num_classes"], f"{r['params']:,}",
+              f"{r['params_with_aux']:,}" if r["params_with_aux"] else "-", f"{r['macs'] / 1e9:.2f} G",
+              "x".join(map(str, r["min_input_size"])), _short(r["source"])] for r in rows]
+    _write_output(render.render_table("GoogLeNet variants", header, table, args.format), None)
+    return EXIT_OK
+
+
+def _short(source: str, limit: int = 48) -> str:
+    head = source.replace(";", ",").split(",")[0]
+    return head if len(head) <= limit else head[: limit - 1] + "…"
+
+
+def cmd_inspect(args) -> int:
+    spec = _load(args.variant, args)
+    report = shared_spec.analyze(spec)
+    data = {
+        "variant": spec.variant,
+        "input": list(spec.input_shape),
+        "num_classes": spec.num_classes,
+        "aux_logits": spec.aux_logits,
+        "params": {"trainable": report.params, "buffers": report.buffers},
+        "macs": report.macs,
+        "min_input_size": list(report.min_input_size),
+        "provenance": dict(spec.provenance),
+        "layers": [{"name": i.name, "op": i.op, "depth": i.depth, "in_shape": list(i.in_shape),
+                    "out_shape": list(i.out_shape), "params": i.params, "buffers": i.buffers, "macs": i.macs}
+                   for i in report.layers],
+    }
+    if args.format == "json":
+        _write_output(json.dumps(data, indent=2) + "\n", None)
+        return EXIT_OK
+    rows = [["  " * i.depth + i.name, i.op, render.shape_text(i.out_shape), f"{i.params:,}",
+             f"{i.buffers:,}" if i.buffers else "", f"{i.macs:,}" if i.macs else ""]
+            for i in report.layers if args.all or i.depth == 0]
+    rows.append(["total", "", "", f"{report.params:,}", f"{report.buffers:,}", f"{report.macs:,}"])
+    title = (f"{spec.variant}: input {render.shape_text(spec.input_shape)}, {spec.num_classes} classes, "
+             f"aux {'on' if spec.aux_logits else 'off'}, minimum input "
+             f"{report.min_input_size[0]}x{report.min_input_size[1]}")
+    _write_output(render.render_table(title, ["layer", "op", "output (C, H, W)", "params", "buffers", "MACs"],
+                                      rows, args.format), None)
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from . import harness
+
+    keys = fw_registry.parse_frameworks(args.frameworks)
+    if args.batch < 1:
+        raise UsageError(f"--batch must be >= 1. Received: --batch {args.batch}")
+    names = args.variants or [None]
+    specs = [_load(name, args) for name in names]
+    result = harness.compare(specs, keys, batch=args.batch, device=args.device, seed=args.seed,
+                             progress=_progress())
+    _write_output(render.render_compare(result, args.format, stages=args.stages), args.output)
+    return EXIT_OK if result["agree"] else EXIT_DISAGREE
+
+
+def cmd_run(args) -> int:
+    if args.weights and args.seed is not None:
+        raise UsageError("run: give --weights FILE or --seed S, not both")
+    path = Path(args.input)
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such input file") from None
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{path}: not a readable .npy file: {str(exc).splitlines()[0]}") from None
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.number):
+        raise UsageError(f"{path}: expected a numeric channels-first array (N, C, H, W) or (C, H, W), "
+                         f"got shape {x.shape} dtype {x.dtype}")
+    spec = _load(args.variant, args, input_size=args.input_size and tuple(args.input_size) or tuple(x.shape[2:]))
+    if x.shape[1:] != spec.input_shape:
+        raise UsageError(f"{path}: shape {x.shape} does not fit variant {spec.variant!r}, which takes "
+                         f"(N, {', '.join(map(str, spec.input_shape))}); channels-first input expected")
+    try:
+        mod = fw_registry.load(args.framework)
+    except fw_registry.FrameworkMissing as exc:
+        raise UsageError(str(exc)) from None
+    model = mod.build(spec, device=args.device, seed=args.seed if args.seed is not None else 0)
+    if args.weights:
+        mod.load_weights(model, args.weights)
+    logits = mod.forward(model, x.astype(np.float32), training=False)
+    logits = np.asarray(logits, dtype=np.float32)
+    _atomic_write(Path(args.output), lambda tmp: np.save(open(tmp, "wb"), logits))
+    if args.save_weights:
+        mod.save_weights(model, args.save_weights)
+    print(f"{args.framework} {spec.variant}: {tuple(x.shape)} -> {tuple(logits.shape)} written to {args.output}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    return bench.main(args, load_spec=lambda name: _load(name, args), write_output=_write_output)
+
+
+def _train_errors():
+    """The data layer's and the trainer's input errors are one line and exit 2, like every other bad input."""
+    from . import train
+
+    return (datasets.DatasetError, train.TrainError)
+
+
+def cmd_train(args) -> int:
+    from . import train
+
+    given = {"framework": args.framework, "variant": args.variant, "data": args.data, "epochs": args.epochs,
+             "batch": args.batch, "lr": args.lr, "optimizer": args.optimizer, "resize": args.resize,
+             "seed": args.seed, "aux": args.aux, "limit": args.limit, "device": args.device}
+    if not args.resume and not args.framework:
+        raise UsageError("train: --framework is required (unless --resume continues a checkpoint)")
+    try:
+        if args.resume:
+            recipe = train.resume_recipe(train.read_checkpoint(args.resume), given)
+        else:
+            optimizer = args.optimizer or "sgd"
+            lr = args.lr if args.lr is not None else train.DEFAULT_LR.get(optimizer, 0.1)
+            recipe = train.Recipe(**{**{k: v for k, v in given.items() if v is not None}, "lr": lr}).check()
+        out = args.out or (str(Path(args.resume).parent) if args.resume  # go on writing beside the checkpoint
+                           else f"runs/{recipe.framework}-{recipe.variant}-{recipe.data}")
+        if Path(out).exists() and not Path(out).is_dir():
+            raise UsageError(f"--out {out}: exists and is not a directory")
+        train.train(recipe, out, data_dir=args.data_dir, download=args.download, resume=args.resume,
+                    spec_file=args.spec, progress=not args.quiet,
+                    log=lambda message: print(message, file=sys.stderr, flush=True))
+    except _train_errors() as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from . import train
+
+    try:
+        result = train.evaluate_checkpoint(args.framework, args.weights, variant=args.variant, data_name=args.data,
+                                           data_dir=args.data_dir, download=args.download, resize=args.resize,
+                                           limit=args.limit, device=args.device, spec_file=args.spec)
+    except _train_errors() as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    if args.format == "json":
+        text = json.dumps(result, indent=2) + "\n"
+    else:
+        text = (f"{result['framework']} {result['variant']} on {result['data']} test ({result['examples']} examples, "
+                f"{result['resize']}x{result['resize']}): accuracy {result['accuracy']:.4f}, "
+                f"loss {result['loss']:.4f}\n")
+    _write_output(text, args.output)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="googlenet-suite", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"googlenet-suite {shared_spec.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("list", help="variants with provenance and parameter counts")
+    p.add_argument("--spec", metavar="FILE")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("inspect", help="per-layer shapes, parameters and MACs from the oracle")
+    _add_spec_options(p)
+    p.add_argument("--all", action="store_true", help="also list the layers inside blocks")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("compare", help="build in every framework, share weights, compare side by side")
+    _add_spec_options(p, variants="many")
+    p.add_argument("--frameworks", metavar="LIST", help="comma-separated: torch,tf,mxnet (default: all)")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stages", action="store_true", help="one row per stage instead of per layer")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("run", help="run one framework's model on your own channels-first .npy input")
+    p.add_argument("--framework", required=True, choices=list(fw_registry.FRAMEWORKS))
+    _add_spec_options(p)
+    p.add_argument("--weights", metavar="FILE", help="safetensors weights (googlenet-suite layout)")
+    p.add_argument("--seed", type=int, help="initialise with this seed instead of loading weights")
+    p.add_argument("--save-weights", metavar="FILE")
+    p.add_argument("--input", required=True, metavar="X.npy")
+    p.add_argument("--output", required=True, metavar="LOGITS.npy")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", help="speed of the three frameworks side by side, plain and fast")
+    _add_spec_options(p, variants="many")
+    p.add_argument("--frameworks", metavar="LIST")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--mode", choices=("plain", "fast", "both"), default="both")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
+    p.add_argument("--no-handwritten", action="store_true", help="skip the hand-written reference models")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.add_argument("--output", metavar="FILE")
+    p.add_argument("--plot", metavar="FILE.png")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("train", help="train one framework's model (d2l's recipe by default), with logs and checkpoints")
+    p.add_argument("--framework", choices=list(fw_registry.FRAMEWORKS), help="required unless --resume")
+    p.add_argument("--variant", help="variant name (default: d2l)")
+    p.add_argument("--spec", metavar="FILE", help="use this spec file instead of the built-in one")
+    p.add_argument("--data", choices=datasets.DATASETS, help="default: fashion-mnist")
+    p.add_argument("--data-dir", metavar="DIR")
+    p.add_argument("--download", action="store_true", help="fetch the data set into --data-dir if it is missing")
+    p.add_argument("--epochs", type=int, help="total epochs (default 10)")
+    p.add_argument("--batch", type=int, help="default 128")
+    p.add_argument("--lr", type=float, help="default 0.1 for sgd, 0.001 for adam")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), help="default sgd (plain: no momentum, no weight decay)")
+    p.add_argument("--resize", type=int, help="input size, square (default 96)")
+    p.add_argument("--aux", action="store_true", default=None, help="turn the aux heads on (their loss is weighted)")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--seed", type=int, help="weights and batch order (default 0)")
+    p.add_argument("--limit", type=int, metavar="N", help="use only the first N training and N test examples")
+    p.add_argument("--out", metavar="DIR", help="logs and checkpoints (default runs/FRAMEWORK-VARIANT-DATA; "
+                                                "with --resume, the checkpoint's directory)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from OUT/epoch_K.safetensors or OUT/last.safetensors")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test accuracy and loss of a checkpoint, in any framework")
+    p.add_argument("--framework", required=True, choices=list(fw_registry.FRAMEWORKS))
+    p.add_argument("--variant", help="default: the checkpoint's")
+    p.add_argument("--spec", metavar="FILE")
+    p.add_argument("--weights", required=True, metavar="CKPT", help="a .safetensors checkpoint from any framework")
+    p.add_argument("--data", choices=datasets.DATASETS, default="fashion-mnist")
+    p.add_argument("--data-dir", metavar="DIR")
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--resize", type=int, help="default: the checkpoint's recipe's, else 96")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N test examples")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--output", metavar="FILE", help="write the result here instead of stdout")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up info lines, unless asked for
+    if sys.stdout.isatty():
+        render.COLOR["enabled"] = True
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except (UsageError, shared_spec.SpecError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:  # builders' "Received: x=..." argument errors
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The three builders behind one registry: import lazily, report what is missing."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True, slots=True)
+class Framework:
+    key: str
+    label: str
+    module: str  # our builder package
+    requires: str  # the framework's own top-level module
+    extra: str  # pyproject extra that installs it
+
+
+FRAMEWORKS: dict[str, Framework] = {
+    "torch": Framework("torch", "PyTorch", "impl_torch", "torch", "torch"),
+    "tf": Framework("tf", "Keras 3 (TF)", "impl_tf", "tensorflow", "tf"),
+    "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet"),
+}
+
+
+class FrameworkMissing(RuntimeError):
+    """The framework is not installed in this environment."""
+
+
+def install_hint(key: str) -> str:
+    return f"pip install -c constraints.txt '.[{FRAMEWORKS[key].extra}]'"
+
+
+def parse_frameworks(text: str | None) -> list[str]:
+    if not text:
+        return list(FRAMEWORKS)
+    keys = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [key for key in keys if key not in FRAMEWORKS]
+    if unknown or not keys:
+        raise ValueError(f"--frameworks: unknown framework {', '.join(map(repr, unknown)) or '(none)'}; "
+                         f"expected a comma-separated list of {', '.join(FRAMEWORKS)}")
+    return keys
+
+
+def load(key: str) -> ModuleType:
+    """Import a builder. Raises FrameworkMissing when the framework itself is absent."""
+    fw = FRAMEWORKS[key]
+    try:
+        importlib.import_module(fw.requires)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == fw.requires:
+            raise FrameworkMissing(f"{fw.label} is not installed: {install_hint(key)}") from None
+        raise
+    return importlib.import_module(fw.module)

@@ -1,0 +1,212 @@
+"""The cross-framework comparison behind ``googlenet-suite compare``.
+
+For each variant: the oracle's shapes and counts; each framework's build,
+counts, per-layer shapes and timings; then shared weights (made once by the
+reference framework, written to a safetensors file and loaded from that file by
+the others) and the max abs difference of logits and of every layer's
+activation against the reference, on one input batch.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import shared_spec
+
+from . import frameworks as fw_registry
+
+TOLERANCE = 1e-4
+CALIBRATION_BATCH = 8
+
+
+def input_batch(spec: shared_spec.Spec, batch: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch, *spec.input_shape)).astype(np.float32)
+
+
+def calibrated_weights(mod, spec: shared_spec.Spec, x: np.ndarray, seed: int, device: str) -> dict:
+    """Initial weights with BatchNorm running statistics set from ``x``.
+
+    Freshly initialised BN statistics (mean 0, variance 1) with torchvision's std-0.01 weights
+    shrink activations about fourfold per layer: logits near 1e-17 would make any comparison
+    vacuous. One training-mode forward with momentum 1 on a calibration batch (``x``: its own
+    batch, not the one compared, and large enough that BN over 2x2 maps sees enough values)
+    gives every BN data statistics, as a trained network would have, so logits are O(1).
+    """
+    model = mod.build(spec, device=device, seed=seed)
+    has_bn = any(isinstance(layer, shared_spec.Conv) and layer.norm is not None for layer in spec.walk())
+    if not has_bn:
+        return mod.export_weights(model)
+    calib_spec = shared_spec.with_bn_momentum(spec, 1.0)
+    calib = mod.build(calib_spec, device=device, seed=seed)
+    mod.import_weights(calib, mod.export_weights(model))
+    y = np.zeros(x.shape[0], dtype=np.int64)
+    return mod.train_step(calib, x, y, lr=0.0)["weights"]
+
+
+def _timed(fn: Callable, repeats: int = 3) -> tuple[object, float]:
+    fn()  # warm-up
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return out, statistics.median(times)
+
+
+def _oracle_section(spec: shared_spec.Spec, report: shared_spec.Analysis) -> dict:
+    return {
+        "params": report.params,
+        "buffers": report.buffers,
+        "macs": report.macs,
+        "min_input_size": list(report.min_input_size),
+        "output_shape": list(report.output_shape),
+        "layers": [{"name": i.name, "op": i.op, "depth": i.depth, "out_shape": list(i.out_shape), "params": i.params}
+                   for i in report.layers],
+        "stages": {stage: last for stage, last in spec.stages},
+    }
+
+
+def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, device: str = "auto", seed: int = 0,
+                    tolerance: float = TOLERANCE, progress: Callable[[str], object] | None = None) -> dict:
+    """Compare one resolved variant across ``keys``. Returns a JSON-ready dict."""
+    say = progress or (lambda message: nullcontext())
+    report = shared_spec.analyze(spec)
+    oracle_shapes = {i.name: tuple(i.out_shape) for i in report.layers}
+    x = input_batch(spec, batch, seed)
+    results: dict[str, dict] = {}
+    modules = {}
+    for key in keys:
+        label = fw_registry.FRAMEWORKS[key].label
+        with say(f"importing {label}"):
+            try:
+                modules[key] = fw_registry.load(key)
+            except fw_registry.FrameworkMissing as exc:
+                results[key] = {"status": "missing", "hint": fw_registry.install_hint(key), "error": str(exc)}
+            except Exception as exc:  # a broken install is a result to report, not a crash
+                results[key] = {"status": "error", "error": f"import failed: {type(exc).__name__}: {exc}"}
+    available = [key for key in keys if key in modules]
+    reference = available[0] if available else None
+    weights_file = None
+    with tempfile.TemporaryDirectory(prefix="googlenet-suite-") as tmp:
+        for key in available:
+            mod = modules[key]
+            label = fw_registry.FRAMEWORKS[key].label
+            try:
+                with say(f"{spec.variant}: building in {label}"):
+                    start = time.perf_counter()
+                    model = mod.build(spec, device=device, seed=seed)
+                    build_s = time.perf_counter() - start
+                if key == reference:
+                    weights_file = Path(tmp) / f"{spec.variant}.safetensors"
+                    has_bn = any(isinstance(layer, shared_spec.Conv) and layer.norm for layer in spec.walk())
+                    with say(f"{spec.variant}: {'calibrating BatchNorm statistics' if has_bn else 'initialising'} "
+                             f"in {label}"):
+                        calib_x = input_batch(spec, CALIBRATION_BATCH, seed + 1)
+                        mod.import_weights(model, calibrated_weights(mod, spec, calib_x, seed, device))
+                    mod.save_weights(model, weights_file)
+                mod.load_weights(model, weights_file)
+                with say(f"{spec.variant}: running {label}"):
+                    logits, forward_s = _timed(lambda: mod.forward(model, x, training=False))
+                    acts = mod.layer_outputs(model, x)
+                trainable, buffers = mod.count_params(model)
+                results[key] = {
+                    "status": "ok",
+                    "version": mod.framework_version(),
+                    "device": mod.device_of(model),
+                    "params": int(trainable),
+                    "buffers": int(buffers),
+                    "build_s": round(build_s, 4),
+                    "forward_s": round(forward_s, 4),
+                    "logit_scale": float(np.max(np.abs(logits))),
+                    "layers": [{"name": name, "out_shape": list(acts[name].shape[1:]) if name in acts else None}
+                               for name in oracle_shapes],
+                    "_logits": np.asarray(logits),
+                    "_acts": acts,
+                }
+            except Exception as exc:
+                if isinstance(exc, shared_spec.SpecError):
+                    raise
+                results[key] = {"status": "error", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    ref = results.get(reference) if reference else None
+    for key, res in results.items():
+        if res["status"] != "ok":
+            continue
+        mismatched = [row["name"] for row in res["layers"] if tuple(row["out_shape"] or ()) != oracle_shapes[row["name"]]]
+        res["shape_mismatches"] = mismatched
+        res["params_match"] = (res["params"], res["buffers"]) == (report.params, report.buffers)
+        if ref is not None and ref["status"] == "ok":
+            res["max_abs_diff"] = float(np.max(np.abs(res["_logits"] - ref["_logits"])))
+            first = None
+            for row in res["layers"]:
+                a, b = res["_acts"].get(row["name"]), ref["_acts"].get(row["name"])
+                same = a is not None and b is not None and a.shape == b.shape
+                diff = float(np.max(np.abs(a - b))) if same else None
+                row["max_abs_diff"] = diff
+                row["scale"] = float(np.max(np.abs(b))) if b is not None and b.size else None
+                # inner activations can be O(10) (calibrated BN): 1e-4 relative to the layer's scale above 1
+                if first is None and (diff is None or diff > tolerance * max(1.0, row["scale"] or 0.0)):
+                    first = row["name"]
+            res["first_divergence"] = first
+        res["agree"] = (not mismatched and res["params_match"]
+                        and res.get("max_abs_diff", 0.0) <= tolerance)
+    for res in results.values():
+        res.pop("_logits", None)
+        res.pop("_acts", None)
+    ok = [key for key, res in results.items() if res["status"] == "ok"]
+    agree = bool(ok) and all(results[key]["agree"] for key in ok) and all(
+        res["status"] != "error" for res in results.values())
+    return {
+        "variant": spec.variant,
+        "input": {"shape": [batch, *spec.input_shape], "seed": seed},
+        "num_classes": spec.num_classes,
+        "aux_logits": spec.aux_logits,
+        "reference": reference,
+        "tolerance": tolerance,
+        "oracle": _oracle_section(spec, report),
+        "frameworks": results,
+        "agree": agree,
+        "verdict": _verdict(spec.variant, results, reference, tolerance),
+    }
+
+
+def _verdict(variant: str, results: dict, reference: str | None, tolerance: float) -> str:
+    ok = [key for key, res in results.items() if res["status"] == "ok"]
+    if not ok:
+        return f"{variant}: no framework could run"
+    problems = []
+    for key in ok:
+        res = results[key]
+        if res["shape_mismatches"]:
+            problems.append(f"{key} shapes differ from the oracle at {res['shape_mismatches'][0]}")
+        if not res["params_match"]:
+            problems.append(f"{key} counts {res['params']:,}/{res['buffers']:,} parameters/buffers")
+        if res.get("max_abs_diff", 0.0) > tolerance:
+            problems.append(f"{key} logits differ from {reference} by {res['max_abs_diff']:.2e}, "
+                            f"first at layer {res['first_divergence']}")
+    for key, res in results.items():
+        if res["status"] == "error":
+            problems.append(f"{key} failed: {res['error']}")
+    if problems:
+        return f"{variant}: DISAGREE: " + "; ".join(problems)
+    missing = [key for key, res in results.items() if res["status"] == "missing"]
+    diffs = [results[key].get("max_abs_diff", 0.0) for key in ok if key != reference]
+    tail = f" (max abs diff {max(diffs):.2e} <= {tolerance:g})" if diffs else ""
+    skipped = f"; not installed: {', '.join(missing)}" if missing else ""
+    return f"{variant}: AGREE: {', '.join(ok)}{tail}{skipped}"
+
+
+def compare(variants: list[shared_spec.Spec], keys: list[str], **options) -> dict:
+    reports = [compare_variant(spec, keys, **options) for spec in variants]
+    return {
+        "suite_version": shared_spec.__version__,
+        "agree": all(r["agree"] for r in reports),
+        "variants": reports,
+    }

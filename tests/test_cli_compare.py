@@ -1,0 +1,156 @@
+"""googlenet-suite compare and run: the main job and the CI-conformance contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import shared_spec
+import shared_spec.weights
+from googlenet_suite import frameworks as fw_registry
+from googlenet_suite.cli import main
+
+from test_cross_equivalence import _try
+
+pytestmark = pytest.mark.cross
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _installed():
+    keys = [k for k in ("torch", "tf", "mxnet") if _try(k)]
+    if len(keys) < 2:
+        pytest.skip("needs at least two frameworks")
+    return keys
+
+
+def test_compare_json_agrees(capsys):
+    keys = _installed()
+    code, out, err = run(capsys, "compare", "d2l", "--format", "json", "--input-size", "64", "64")
+    data = json.loads(out)
+    assert code == 0 and data["agree"] is True
+    (report,) = data["variants"]
+    assert report["variant"] == "d2l" and report["agree"] is True
+    assert report["oracle"]["params"] == shared_spec.analyze(shared_spec.load("d2l")).params
+    for key in keys:
+        res = report["frameworks"][key]
+        assert res["status"] == "ok" and res["version"] and res["device"] == "cpu"
+        assert res["params"] == report["oracle"]["params"] and res["buffers"] == 0
+        assert res["max_abs_diff"] <= 1e-4
+        assert [row["name"] for row in res["layers"]] == [row["name"] for row in report["oracle"]["layers"]]
+        assert all(row["out_shape"] == o["out_shape"] for row, o in zip(res["layers"], report["oracle"]["layers"]))
+    assert "AGREE" in report["verdict"]
+    assert "building" in err  # progress is shown on stderr
+
+
+def test_compare_table_and_stages(capsys):
+    _installed()
+    code, out, _ = run(capsys, "compare", "gluon-tutorial", "--stages")
+    assert code == 0
+    assert "b3 (maxpool3)" in out and "(480, 5, 5)" in out and "trainable params" in out
+    assert "max abs diff vs torch" in out and "gluon-tutorial: AGREE" in out
+
+
+def test_compare_markdown_to_file(capsys, tmp_path):
+    _installed()
+    target = tmp_path / "report.md"
+    code, out, err = run(capsys, "compare", "cifar", "--format", "markdown", "--output", target,
+                         "--frameworks", "torch,mxnet")
+    text = target.read_text()
+    assert code == 0 and out == "" and "wrote" in err
+    assert text.startswith("### cifar") and "| layer | oracle | PyTorch | MXNet Gluon |" in text and "AGREE" in text
+
+
+def test_compare_reports_a_missing_framework(capsys, monkeypatch):
+    keys = _installed()
+    real = fw_registry.load
+
+    def fake(key):
+        if key == "tf":
+            raise fw_registry.FrameworkMissing("Keras 3 (TF) is not installed")
+        return real(key)
+
+    monkeypatch.setattr(fw_registry, "load", fake)
+    code, out, _ = run(capsys, "compare", "d2l", "--format", "json", "--input-size", "32", "32")
+    data = json.loads(out)
+    tf = data["variants"][0]["frameworks"]["tf"]
+    assert tf["status"] == "missing" and "pip install" in tf["hint"] and "[tf]" in tf["hint"]
+    others = [k for k in keys if k != "tf"]
+    assert all(data["variants"][0]["frameworks"][k]["status"] == "ok" for k in others)
+    assert code == 0
+
+
+def test_compare_disagreement_exits_1_and_names_the_layer(capsys, monkeypatch):
+    keys = _installed()
+    victim = keys[1]
+    mod = fw_registry.load(victim)
+
+    def corrupt_load(model, path):
+        weights, _ = shared_spec.weights.load_weights(path)
+        weights["inception4b.branch1.conv1.conv.weight"] = weights["inception4b.branch1.conv1.conv.weight"] * 1.5
+        mod.import_weights(model, weights)
+
+    monkeypatch.setattr(mod, "load_weights", corrupt_load)
+    code, out, _ = run(capsys, "compare", "d2l", "--format", "json", "--input-size", "32", "32",
+                       "--frameworks", ",".join(keys[:2]))
+    data = json.loads(out)
+    res = data["variants"][0]["frameworks"][victim]
+    assert code == 1 and data["agree"] is False
+    assert res["first_divergence"] == "inception4b" and res["max_abs_diff"] > 1e-4
+    assert "DISAGREE" in data["variants"][0]["verdict"] and "inception4b" in data["variants"][0]["verdict"]
+
+
+def test_compare_bad_output_dir_writes_nothing(capsys, tmp_path):
+    _installed()
+    code, _, err = run(capsys, "compare", "d2l", "--input-size", "32", "32", "--output", tmp_path / "no" / "r.txt")
+    assert code == 2 and "does not exist" in err and not (tmp_path / "no").exists()
+
+
+def test_run_own_input_across_frameworks(capsys, tmp_path):
+    keys = _installed()
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    weights = tmp_path / "w.safetensors"
+    code, _, err = run(capsys, "run", "--framework", keys[0], "cifar", "--seed", 3, "--input", tmp_path / "x.npy",
+                       "--output", tmp_path / "a.npy", "--save-weights", weights)
+    assert code == 0 and weights.exists(), err
+    code, _, err = run(capsys, "run", "--framework", keys[1], "cifar", "--weights", weights,
+                       "--input", tmp_path / "x.npy", "--output", tmp_path / "b.npy")
+    assert code == 0, err
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert a.shape == (2, 100) and np.max(np.abs(a - b)) <= 1e-4
+
+
+@pytest.mark.parametrize("case", ["shape", "not_npy", "weights_corrupt", "weights_variant", "missing_input"])
+def test_run_bad_input_exit_2_no_output(capsys, tmp_path, case):
+    keys = _installed()
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    args = ["run", "--framework", keys[0], "cifar", "--input", tmp_path / "x.npy", "--output", tmp_path / "out.npy"]
+    fragment = {"shape": "does not fit variant 'cifar'", "not_npy": "not a readable .npy file",
+                "weights_corrupt": "not a readable safetensors file", "weights_variant": "weights are for variant 'd2l', not 'cifar'",
+                "missing_input": "no such input file"}[case]
+    if case == "shape":
+        np.save(tmp_path / "x.npy", np.zeros((1, 1, 32, 32), np.float32))
+    elif case == "not_npy":
+        (tmp_path / "x.npy").write_text("hello")
+    elif case == "weights_corrupt":
+        (tmp_path / "w.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+        args += ["--weights", tmp_path / "w.safetensors"]
+    elif case == "weights_variant":
+        run(capsys, "run", "--framework", keys[0], "d2l", "--in-channels", 3, "--input", tmp_path / "x.npy",
+            "--output", tmp_path / "d.npy", "--save-weights", tmp_path / "d2l.safetensors")
+        (tmp_path / "d.npy").unlink()
+        args += ["--weights", tmp_path / "d2l.safetensors"]
+    elif case == "missing_input":
+        args[args.index(tmp_path / "x.npy")] = tmp_path / "nope.npy"
+    code, _, err = run(capsys, *args)
+    assert code == 2, err
+    assert fragment in err and err.count("\n") == 1
+    assert not (tmp_path / "out.npy").exists()
