@@ -1,0 +1,265 @@
+"""``googlenet-suite bench``: the three frameworks' speed side by side, plain and fast.
+
+Framework-neutral part: warm-up, repeats, statistics, memory, rendering, plot.
+Each framework plugs in through ``googlenet_suite.bench_<key>.runner(...)``,
+which returns an object with:
+
+- ``forward()``: one eval-mode forward of a batch already on the device,
+  synchronised (CUDA sync, ``block_until_ready``, ``mx.nd.waitall()``);
+- ``train_step()``: forward + backward + plain SGD update, synchronised;
+- ``peak_gpu_bytes()``: peak device memory where the framework reports it, else None;
+- ``device``: "cpu" or "gpu";
+- ``notes``: what "fast" meant there (e.g. "channels_last + torch.compile").
+
+``source="spec"`` builds through the framework's builder; ``source="hand"`` is a
+hand-written torchvision-style GoogLeNet in plain framework code, kept inside
+the benchmark to show that building from the spec costs nothing at run time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import shared_spec
+
+from . import frameworks as fw_registry
+from . import render
+
+HAND_WRITTEN_VARIANT = "googlenet"  # the hand-written models are torchvision's GoogLeNet
+RATIO_LIMIT = 1.02
+
+
+def _reset_peak_rss() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _stats(times: list[float]) -> dict:
+    times = sorted(times)
+    q1, q3 = (statistics.quantiles(times, n=4)[0], statistics.quantiles(times, n=4)[2]) if len(times) >= 2 \
+        else (times[0], times[0])
+    return {"median_s": statistics.median(times), "min_s": times[0], "max_s": times[-1], "iqr_s": q3 - q1,
+            "repeats": len(times)}
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure_interleaved(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int) -> dict[str, dict]:
+    """Time several callables in alternation (a, b, a, b, ...), so that load from other processes
+    on a shared machine hits each alike: the spec-built / hand-written ratio stays meaningful."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(_time(fn))
+    return {name: _stats(values) for name, values in times.items()}
+
+
+def bench_group(key: str, spec: shared_spec.Spec, *, sources: list[str], mode: str, batch: int, device: str,
+                repeats: int, warmup: int, train: bool) -> list[dict]:
+    """One row per source (spec-built, hand-written), measured interleaved in one process."""
+    module = importlib.import_module(f"googlenet_suite.bench_{key}")
+    _reset_peak_rss()
+    runners, rows = {}, {}
+    for source in sources:
+        base = {"framework": key, "variant": spec.variant, "source": source, "mode": mode, "batch": batch}
+        try:
+            start = time.perf_counter()
+            runner = module.runner(spec, source=source, mode=mode, device=device, batch=batch, train=train)
+            rows[source] = {**base, "device": runner.device, "notes": runner.notes,
+                            "setup_s": round(time.perf_counter() - start, 3)}
+            runners[source] = runner
+        except Exception as exc:  # a row that says what failed; the other rows still run
+            rows[source] = {**base, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    try:
+        fwd = measure_interleaved({s: r.forward for s, r in runners.items()}, repeats=repeats, warmup=warmup)
+        step = measure_interleaved({s: r.train_step for s, r in runners.items()}, repeats=repeats,
+                                   warmup=warmup) if train else {}
+    except Exception as exc:
+        return [{**{k: rows[s][k] for k in ("framework", "variant", "source", "mode", "batch")},
+                 "error": f"{type(exc).__name__}: {exc}".splitlines()[0]} for s in rows]
+    for source, runner in runners.items():
+        row = rows[source]
+        f = fwd[source]
+        row["forward"] = {**f, "images_per_s": batch / f["median_s"], "latency_ms": f["median_s"] * 1000}
+        if train:
+            row["train"] = {**step[source], "images_per_s": batch / step[source]["median_s"]}
+        row["peak_gpu_bytes"] = runner.peak_gpu_bytes()
+        row["peak_rss_bytes"] = peak_rss_bytes()  # of the group: spec-built and hand-written live together
+    return [rows[s] for s in sources]
+
+
+def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], modes: list[str], device: str,
+        repeats: int, warmup: int, train: bool, handwritten: bool, progress=None) -> dict:
+    say = progress or (lambda message: __import__("contextlib").nullcontext())
+    rows, status = [], {}
+    for key in keys:
+        try:
+            fw_registry.load(key)
+            status[key] = {"status": "ok"}
+        except fw_registry.FrameworkMissing:
+            status[key] = {"status": "missing", "hint": fw_registry.install_hint(key)}
+            continue
+        # a device the framework cannot use is bad input (exit 2), checked once before any measurement
+        importlib.import_module(f"googlenet_suite.bench_{key}").resolve_device(device)
+        for spec in specs:
+            sources = ["spec"] + (["hand"] if handwritten and spec.variant == HAND_WRITTEN_VARIANT
+                                  and not spec.aux_logits else [])
+            for batch in batches:
+                for mode in modes:
+                    with say(f"benchmarking {key} {spec.variant} batch {batch} {mode}"):
+                        rows.extend(bench_group(key, spec, sources=sources, mode=mode, batch=batch, device=device,
+                                                repeats=repeats, warmup=warmup, train=train))
+    return {"suite_version": shared_spec.__version__, "frameworks": status, "rows": rows,
+            "speedups": _speedups(rows), "spec_vs_hand": _ratios(rows)}
+
+
+def _key(row, **change):
+    base = {k: row[k] for k in ("framework", "variant", "batch", "mode", "source")}
+    base.update(change)
+    return tuple(base.values())
+
+
+def _speedups(rows) -> list[dict]:
+    index = {_key(r): r for r in rows if "forward" in r}
+    out = []
+    for row in rows:
+        if row.get("mode") == "plain" and row.get("source") == "spec" and "forward" in row:
+            fast = index.get(_key(row, mode="fast"))
+            if fast:
+                entry = {"framework": row["framework"], "variant": row["variant"], "batch": row["batch"],
+                         "forward": row["forward"]["median_s"] / fast["forward"]["median_s"]}
+                if "train" in row and "train" in fast:
+                    entry["train"] = row["train"]["median_s"] / fast["train"]["median_s"]
+                out.append(entry)
+    return out
+
+
+def _ratios(rows) -> list[dict]:
+    """spec-built / hand-written median time (<= RATIO_LIMIT means building from the spec is free)."""
+    index = {_key(r): r for r in rows if "forward" in r}
+    out = []
+    for row in rows:
+        if row.get("source") == "hand" and "forward" in row:
+            spec_row = index.get(_key(row, source="spec"))
+            if spec_row:
+                entry = {"framework": row["framework"], "batch": row["batch"], "mode": row["mode"],
+                         "forward": spec_row["forward"]["median_s"] / row["forward"]["median_s"]}
+                if "train" in row and "train" in spec_row:
+                    entry["train"] = spec_row["train"]["median_s"] / row["train"]["median_s"]
+                entry["within_limit"] = all(entry[k] <= RATIO_LIMIT for k in ("forward", "train") if k in entry)
+                out.append(entry)
+    return out
+
+
+def _mb(value) -> str:
+    return f"{value / 2**20:.0f} MiB" if value else "-"
+
+
+def render_result(result: dict, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(result, indent=2) + "\n"
+    header = ["framework", "variant", "batch", "mode", "model", "device", "fwd img/s", "fwd latency",
+              "fwd IQR", "train img/s", "peak GPU", "peak RSS"]
+    table = []
+    for r in result["rows"]:
+        if "error" in r:
+            table.append([r["framework"], r["variant"], r["batch"], r["mode"], r["source"], "error", r["error"],
+                          "", "", "", "", ""])
+            continue
+        table.append([r["framework"], r["variant"], r["batch"], r["mode"],
+                      "spec" if r["source"] == "spec" else "hand-written", r["device"],
+                      f"{r['forward']['images_per_s']:.1f}", f"{r['forward']['latency_ms']:.1f} ms",
+                      f"{r['forward']['iqr_s'] * 1000:.1f} ms",
+                      f"{r['train']['images_per_s']:.1f}" if "train" in r else "-",
+                      _mb(r["peak_gpu_bytes"]), _mb(r["peak_rss_bytes"])])
+    for key, st in result["frameworks"].items():
+        if st["status"] != "ok":
+            table.append([key, "", "", "", "", "missing", st["hint"], "", "", "", "", ""])
+    text = render.render_table("googlenet-suite bench (median over repeats)", header, table, fmt)
+    if result["speedups"]:
+        rows = [[s["framework"], s["variant"], s["batch"], f"{s['forward']:.2f}x",
+                 f"{s['train']:.2f}x" if "train" in s else "-"] for s in result["speedups"]]
+        text += "\n" + render.render_table("fast / plain speed-up", ["framework", "variant", "batch", "forward",
+                                                                    "train step"], rows, fmt)
+    if result["spec_vs_hand"]:
+        rows = [[s["framework"], s["batch"], s["mode"], f"{s['forward']:.3f}",
+                 f"{s['train']:.3f}" if "train" in s else "-", "yes" if s["within_limit"] else "NO"]
+                for s in result["spec_vs_hand"]]
+        text += "\n" + render.render_table(f"spec-built / hand-written time (limit {RATIO_LIMIT})",
+                                           ["framework", "batch", "mode", "forward", "train step",
+                                            f"<= {RATIO_LIMIT}"], rows, fmt)
+    return text
+
+
+def plot(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["rows"] if "forward" in r and r["source"] == "spec"]
+    labels = sorted({f"{r['variant']}\nbatch {r['batch']}" for r in rows})
+    series = sorted({(r["framework"], r["mode"]) for r in rows})
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(labels) * max(1, len(series)) / 3), 4.5))
+    width = 0.8 / max(1, len(series))
+    for i, (key, mode) in enumerate(series):
+        values = []
+        for label in labels:
+            match = [r for r in rows if f"{r['variant']}\nbatch {r['batch']}" == label
+                     and r["framework"] == key and r["mode"] == mode]
+            values.append(match[0]["forward"]["images_per_s"] if match else 0)
+        ax.bar([x + i * width for x in range(len(labels))], values, width, label=f"{key} ({mode})")
+    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(labels))], labels)
+    ax.set_ylabel("eval forward, images/s")
+    devices = sorted({r["device"] for r in rows})
+    ax.set_title(f"googlenet-suite bench on {', '.join(devices)}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+def main(args, *, load_spec, write_output) -> int:
+    from .cli import UsageError, _atomic_write, _progress
+
+    keys = fw_registry.parse_frameworks(args.frameworks)
+    if any(b < 1 for b in args.batch):
+        raise UsageError(f"--batch must be >= 1. Received: --batch {' '.join(map(str, args.batch))}")
+    if args.repeats < 1 or args.warmup < 0:
+        raise UsageError(f"--repeats must be >= 1 and --warmup >= 0. Received: --repeats {args.repeats} "
+                         f"--warmup {args.warmup}")
+    if args.plot and not args.plot.endswith(".png"):
+        raise UsageError(f"--plot: expected a .png file name. Received: --plot {args.plot}")
+    specs = [load_spec(name) for name in (args.variants or [None])]
+    modes = ["plain", "fast"] if args.mode == "both" else [args.mode]
+    result = run(specs, keys, batches=args.batch, modes=modes, device=args.device, repeats=args.repeats,
+                 warmup=args.warmup, train=not args.no_train, handwritten=not args.no_handwritten,
+                 progress=_progress())
+    write_output(render_result(result, args.format), args.output)
+    if args.plot:
+        _atomic_write(Path(args.plot), lambda tmp: plot(result, tmp))
+    return 0

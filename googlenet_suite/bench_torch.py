@@ -1,0 +1,274 @@
+"""``googlenet-suite bench`` for PyTorch: the runner, and a hand-written torchvision GoogLeNet.
+
+The runner protocol is in :mod:`googlenet_suite.bench`. Both sources go through the same
+runner code, so spec-built / hand-written time measures the models only.
+
+- plain: eager fp32 in NCHW, ``torch.no_grad()`` for inference, ``torch.optim.SGD`` for training,
+  as a beginner writes it.
+- fast: ``channels_last`` weights and inputs + ``torch.compile(model, fullgraph=True)``; on a GPU
+  also bf16 autocast. Compilation (eval graph, and training graph when ``train``) happens while the
+  runner is created, so it counts in ``setup_s`` and never in the timed calls. A compilation error
+  is raised (bench records it in the row); there is no fallback to eager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import shared_spec
+
+SOURCES = ("spec", "hand")
+MODES = ("plain", "fast")
+DEVICES = ("auto", "cpu", "gpu")
+LR = 0.01
+SEED = 0
+
+
+# --------------------------------------------------------------------------- the hand-written model
+# torchvision's models/googlenet.py without aux heads and without transform_input, for any
+# number of classes and input channels.
+
+
+class BasicConv2d(nn.Module):
+    """conv (no bias) -> BN (eps 1e-3) -> ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, **kwargs):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        x = self.bn(x)
+        return F.relu(x, inplace=True)
+
+
+class Inception(nn.Module):
+    """The paper's Table 1 columns as arguments."""
+
+    def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,
+                 pool_proj: int):
+        super().__init__()
+        self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
+        self.branch2 = nn.Sequential(
+            BasicConv2d(in_channels, ch3x3red, kernel_size=1),
+            BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1),
+        )
+        self.branch3 = nn.Sequential(
+            BasicConv2d(in_channels, ch5x5red, kernel_size=1),
+            # kernel_size=3 instead of 5 is torchvision's known bug, kept for weight compatibility
+            BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1),
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+            BasicConv2d(in_channels, pool_proj, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class GoogLeNet(nn.Module):
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2, seed: int = SEED):
+        super().__init__()
+        self.conv1 = BasicConv2d(in_channels, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.conv2 = BasicConv2d(64, 64, kernel_size=1)
+        self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+        self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)
+        self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64)
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+        self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64)
+        self.inception4b = Inception(512, 160, 112, 224, 24, 64, 64)
+        self.inception4c = Inception(512, 128, 128, 256, 24, 64, 64)
+        self.inception4d = Inception(512, 112, 144, 288, 32, 64, 64)
+        self.inception4e = Inception(528, 256, 160, 320, 32, 128, 128)
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+
+        self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128)
+        self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
+
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(1024, num_classes)
+
+        generator = torch.Generator().manual_seed(seed)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2, generator=generator)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # N x 3 x 224 x 224
+        x = self.conv1(x)
+        # N x 64 x 112 x 112
+        x = self.maxpool1(x)
+        # N x 64 x 56 x 56
+        x = self.conv2(x)
+        # N x 64 x 56 x 56
+        x = self.conv3(x)
+        # N x 192 x 56 x 56
+        x = self.maxpool2(x)
+        # N x 192 x 28 x 28
+        x = self.inception3a(x)
+        # N x 256 x 28 x 28
+        x = self.inception3b(x)
+        # N x 480 x 28 x 28
+        x = self.maxpool3(x)
+        # N x 480 x 14 x 14
+        x = self.inception4a(x)
+        # N x 512 x 14 x 14
+        x = self.inception4b(x)
+        # N x 512 x 14 x 14
+        x = self.inception4c(x)
+        # N x 512 x 14 x 14
+        x = self.inception4d(x)
+        # N x 528 x 14 x 14
+        x = self.inception4e(x)
+        # N x 832 x 14 x 14
+        x = self.maxpool4(x)
+        # N x 832 x 7 x 7
+        x = self.inception5a(x)
+        # N x 832 x 7 x 7
+        x = self.inception5b(x)
+        # N x 1024 x 7 x 7
+        x = self.avgpool(x)
+        # N x 1024 x 1 x 1
+        x = torch.flatten(x, 1)
+        # N x 1024
+        x = self.dropout(x)
+        return self.fc(x)  # N x num_classes
+
+
+def handwritten(spec: shared_spec.Spec, *, device: str = "auto") -> GoogLeNet:
+    """The hand-written GoogLeNet for ``spec``'s classes and input channels, on ``device``."""
+    return GoogLeNet(num_classes=spec.num_classes, in_channels=spec.in_channels).to(resolve_device(device))
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"``: CUDA when torch sees it, else the CPU (as impl_torch.build does)."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}. Received: device={device!r}")
+    if device == "gpu" and not torch.cuda.is_available():
+        raise ValueError(f"device='gpu' but torch sees no CUDA device. Received: device={device!r}")
+    return torch.device("cuda" if device == "gpu" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def check_options(source: str, mode: str, batch: int) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}. Received: source={source!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={mode!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1. Received: batch={batch!r}")
+
+
+def check_handwritten(spec: shared_spec.Spec, params: int) -> None:
+    """The hand-written model is torchvision's GoogLeNet: refuse a spec it is not (ratio would be meaningless)."""
+    expected = shared_spec.analyze(spec).params
+    if spec.aux_logits or params != expected:
+        raise RuntimeError(f"the hand-written model is torchvision's GoogLeNet without aux heads "
+                           f"({params:,} parameters); variant {spec.variant!r} has {expected:,}"
+                           f"{' and aux heads' if spec.aux_logits else ''}: not the same network")
+
+
+def compile_now(runner, train: bool, what: str) -> None:
+    """One forward (and one training step) at setup, so that compilation counts in ``setup_s`` and never in
+    the timed calls; a failure is a RuntimeError naming ``what`` and the root cause, never a fallback."""
+    try:
+        runner.forward()
+        if train:
+            runner.train_step()
+    except Exception as exc:
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        lines = str(cause).strip().splitlines() or [""]
+        raise RuntimeError(f"{what} failed: {type(cause).__name__}: {lines[0]}") from exc
+
+
+class Runner:
+    def __init__(self, model: nn.Module, spec: shared_spec.Spec, *, mode: str, batch: int, train: bool,
+                 aux_weights: tuple[float, ...] = ()):
+        target = next(model.parameters()).device
+        self._cuda = target.type == "cuda"
+        self.device = "gpu" if self._cuda else "cpu"
+        self._aux_weights = aux_weights
+        generator = torch.Generator().manual_seed(SEED)
+        x = torch.randn(batch, *spec.input_shape, generator=generator)
+        y = torch.randint(spec.num_classes, (batch,), generator=generator)
+        fast = mode == "fast"
+        memory_format = torch.channels_last if fast else torch.contiguous_format
+        self.model = model.to(memory_format=memory_format)
+        self._x = x.to(target).contiguous(memory_format=memory_format)
+        self._y = y.to(target)
+        self._optimizer = torch.optim.SGD(model.parameters(), lr=LR)  # no momentum, no weight decay
+        self._autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if fast and self._cuda \
+            else contextlib.nullcontext
+        if not fast:
+            self._call = model
+            self.notes = "eager, fp32, NCHW"
+            return
+        self._call = torch.compile(model, fullgraph=True)
+        self.notes = "channels_last + torch.compile" + (" + bf16 autocast" if self._cuda else "")
+        compile_now(self, train, "torch.compile")
+
+    def _sync(self) -> None:
+        if self._cuda:
+            torch.cuda.synchronize()
+
+    def forward(self) -> None:
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            self._call(self._x)
+        self._sync()
+
+    def train_step(self) -> None:
+        self.model.train()
+        self._optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            out = self._call(self._x)
+            main, *aux = out if isinstance(out, tuple) else (out,)
+            loss = F.cross_entropy(main, self._y)
+            for weight, logits in zip(self._aux_weights, aux, strict=True):
+                loss = loss + weight * F.cross_entropy(logits, self._y)
+        loss.backward()
+        self._optimizer.step()
+        self._sync()
+
+    def peak_gpu_bytes(self) -> int | None:
+        return torch.cuda.max_memory_allocated() if self._cuda else None
+
+
+def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:
+    check_options(source, mode, batch)
+    target = resolve_device(device)
+    if mode == "fast":
+        torch.compiler.reset()  # each runner compiles afresh (no recompile limit across runners)
+    gc.collect()
+    if target.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    if source == "spec":
+        import impl_torch
+
+        model = impl_torch.build(spec, device=device, seed=SEED)
+        aux_weights = tuple(head.loss_weight for head in spec.aux_heads)
+    else:
+        model = handwritten(spec, device=device)
+        check_handwritten(spec, sum(p.numel() for p in model.parameters()))
+        aux_weights = ()
+    return Runner(model, spec, mode=mode, batch=batch, train=train, aux_weights=aux_weights)

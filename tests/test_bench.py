@@ -1,0 +1,312 @@
+"""googlenet-suite bench: the per-framework runners (googlenet_suite.bench_<key>) and the CLI.
+
+Mechanics only, never speed: every runner runs its forward and its training step on a tiny
+input, the hand-written models are the spec's network (parameter count, same logits for the
+same weights), and the CLI writes complete JSON, a PNG, and nothing on bad arguments.
+Fast modes are compiled on a trimmed GoogLeNet (stem + inception3a + head): compiling the whole
+network takes minutes on a small CPU machine, and compilation itself is what is tested.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+
+import numpy as np
+import pytest
+
+import shared_spec
+from googlenet_suite import bench
+from googlenet_suite.cli import main
+
+FRAMEWORKS = {"torch": "torch", "tf": "tensorflow", "mxnet": "mxnet"}
+MARKS = {"torch": pytest.mark.torch, "tf": pytest.mark.tf, "mxnet": pytest.mark.mxnet}
+KEYS = [pytest.param(key, marks=MARKS[key]) for key in FRAMEWORKS]
+SIZE = (32, 32)  # stage 5 maps are 1x1 there: torch's training BN then needs batch >= 2
+BATCH = 2
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def runner_module(key: str):
+    pytest.importorskip(FRAMEWORKS[key], reason=f"{key} is not installed")
+    return importlib.import_module(f"googlenet_suite.bench_{key}")
+
+
+def tiny(**overrides) -> shared_spec.Spec:
+    return shared_spec.load("googlenet", **{"input_size": SIZE, "num_classes": 10, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trimmed(tmp_path_factory, builtin_doc) -> shared_spec.Spec:
+    """googlenet cut down to stem + inception3a + head (fc from 256 features), at 32x32, 10 classes."""
+    doc = copy.deepcopy(builtin_doc)
+    variant = copy.deepcopy(doc["variants"]["googlenet"])
+    for key in ("expected", "stages"):
+        variant.pop(key, None)
+    keep = ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "avgpool", "flatten", "dropout", "fc")
+    variant["layers"] = [layer for layer in variant["layers"] if layer["name"] in keep]
+    variant["layers"][-1]["in"] = 256
+    doc["variants"]["trimmed"] = variant
+    path = tmp_path_factory.mktemp("spec") / "trimmed.json"
+    path.write_text(json.dumps(doc))
+    return shared_spec.load("trimmed", spec_file=path, input_size=SIZE, num_classes=10)
+
+
+# --------------------------------------------------------------------------- framework access for the checks
+
+
+def trainable(key: str, model) -> list[np.ndarray]:
+    if key == "torch":
+        return [p.detach().cpu().numpy().copy() for p in model.parameters()]
+    if key == "tf":
+        return [np.array(v.numpy()) for v in model.trainable_weights]
+    return [p.data().asnumpy() for p in model.collect_params().values() if p.grad_req != "null"]
+
+
+def running_means(key: str, model) -> list[np.ndarray]:
+    if key == "torch":
+        return [b.detach().cpu().numpy().copy() for name, b in model.named_buffers() if name.endswith("running_mean")]
+    if key == "tf":
+        return [np.array(v.numpy()) for v in model.non_trainable_weights if "mean" in v.path]
+    return [p.data().asnumpy() for name, p in model.collect_params().items() if name.endswith("running_mean")]
+
+
+def param_count(key: str, model) -> int:
+    return sum(int(np.prod(w.shape)) for w in trainable(key, model))
+
+
+def changed(before, after) -> bool:
+    return any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+# --------------------------------------------------------------------------- runners
+
+
+@pytest.mark.parametrize("source", ["spec", "hand"])
+@pytest.mark.parametrize("key", KEYS)
+def test_plain_runner_runs_eval_forward_and_a_training_step(key, source):
+    mod = runner_module(key)
+    runner = mod.runner(tiny(), source=source, mode="plain", device="cpu", batch=BATCH, train=True)
+    assert runner.device == "cpu" and runner.notes and isinstance(runner.notes, str)
+    weights, stats = trainable(key, runner.model), running_means(key, runner.model)
+    runner.forward()
+    # eval mode: no update of anything, running statistics used and left alone
+    assert not changed(weights, trainable(key, runner.model))
+    assert not changed(stats, running_means(key, runner.model))
+    runner.train_step()
+    new_weights = trainable(key, runner.model)
+    assert changed(weights, new_weights) and all(np.isfinite(w).all() for w in new_weights)
+    assert changed(stats, running_means(key, runner.model))  # training mode: batch statistics
+    assert runner.peak_gpu_bytes() is None
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_fast_runner_compiles_at_setup_and_runs(key, trimmed):
+    mod = runner_module(key)
+    sources = ["spec", "hand"] if key == "mxnet" else ["spec"]  # mxnet hybridizes in a second
+    for source in sources:
+        spec = tiny() if source == "hand" else trimmed
+        runner = mod.runner(spec, source=source, mode="fast", device="cpu", batch=BATCH, train=True)
+        assert runner.device == "cpu"
+        expected = {"torch": "torch.compile", "tf": "jit_compile=True", "mxnet": "static_shape=True"}[key]
+        assert expected in runner.notes
+        weights = trainable(key, runner.model)
+        runner.forward()
+        runner.train_step()
+        assert changed(weights, trainable(key, runner.model))
+        assert runner.peak_gpu_bytes() is None
+
+
+@pytest.mark.torch
+def test_torch_compile_failure_is_an_error_not_a_fallback(monkeypatch, trimmed):
+    mod = runner_module("torch")
+    import torch
+
+    def broken(model, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("inductor: no working C++ compiler")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.raises(RuntimeError, match="torch.compile failed: RuntimeError: inductor: no working C"):
+        mod.runner(trimmed, source="spec", mode="fast", device="cpu", batch=BATCH, train=False)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_runner_rejects_bad_options(key):
+    mod = runner_module(key)
+    for options in ({"source": "torchvision"}, {"mode": "turbo"}, {"batch": 0}, {"device": "tpu"}):
+        kwargs = {"source": "spec", "mode": "plain", "device": "cpu", "batch": 1, "train": False, **options}
+        with pytest.raises(ValueError, match="Received"):
+            mod.runner(tiny(), **kwargs)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_gpu_without_a_gpu_is_a_value_error(key):
+    mod = runner_module(key)
+    try:
+        mod.resolve_device("gpu")
+    except ValueError as exc:
+        assert "Received: device='gpu'" in str(exc)
+        with pytest.raises(ValueError, match="Received"):
+            mod.runner(tiny(), source="hand", mode="plain", device="gpu", batch=1, train=False)
+    else:
+        pytest.skip("this machine has a GPU")
+
+
+# --------------------------------------------------------------------------- the hand-written models
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("overrides", [{}, {"num_classes": 10}, {"num_classes": 37, "in_channels": 1}])
+def test_handwritten_has_the_oracles_parameter_count(key, overrides):
+    mod = runner_module(key)
+    spec = shared_spec.load("googlenet", **overrides)
+    assert param_count(key, mod.handwritten(spec, device="cpu")) == shared_spec.analyze(spec).params
+    if not overrides:
+        assert shared_spec.analyze(spec).params == 6_624_904  # torchvision's num_params
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_handwritten_refuses_another_network(key):
+    mod = runner_module(key)
+    with pytest.raises(RuntimeError, match="not the same network"):
+        mod.runner(tiny(aux_logits=True), source="hand", mode="plain", device="cpu", batch=1, train=False)
+
+
+def _random_like(shape, fan_in: int, rng) -> np.ndarray:
+    """He-scaled weights, BN gamma/beta/statistics in [0.5, 1.5], so that the logits are O(1) and a
+    wrong layer, pad or pool shows."""
+    if len(shape) > 1:
+        return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("size", [(32, 32), (45, 39)])
+def test_torch_handwritten_computes_the_spec_models_function(size):
+    mod = runner_module("torch")
+    import torch
+
+    import impl_torch
+
+    spec = tiny(input_size=size)
+    built, hand = impl_torch.build(spec, device="cpu", seed=0), mod.handwritten(spec, device="cpu")
+    src, dst = built.state_dict(), hand.state_dict()
+    assert [v.shape for v in src.values()] == [v.shape for v in dst.values()]
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for (name, value), target in zip(src.items(), dst.values()):
+            if value.is_floating_point():
+                value.copy_(torch.from_numpy(_random_like(tuple(value.shape), value[0].numel(), rng)))
+            target.copy_(value)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((2, *spec.input_shape)).astype(np.float32))
+    built.eval(), hand.eval()
+    with torch.no_grad():
+        expected, actual = built(x).numpy(), hand(x).numpy()
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5 * max(1.0, np.abs(expected).max()))
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("size", [(32, 32), (45, 39)])  # 45x39: maxpool1/2 pad explicitly, "same" elsewhere
+def test_tf_handwritten_computes_the_spec_models_function(size):
+    mod = runner_module("tf")
+    import impl_tf
+
+    spec = tiny(input_size=size)
+    built, hand = impl_tf.build(spec, device="cpu", seed=0), mod.handwritten(spec, device="cpu")
+    assert [w.shape for w in built.weights] == [w.shape for w in hand.weights]
+    rng = np.random.default_rng(0)
+    weights = [_random_like(tuple(w.shape), int(np.prod(w.shape[:-1])), rng) for w in built.weights]  # HWIO, (in, out)
+    built.set_weights(weights)
+    hand.set_weights(weights)
+    x = np.random.default_rng(1).standard_normal((2, *spec.input_size, spec.in_channels)).astype(np.float32)
+    expected, actual = built(x, training=False).numpy(), hand(x, training=False).numpy()
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5 * max(1.0, np.abs(expected).max()))
+
+
+@pytest.mark.mxnet
+@pytest.mark.parametrize("size", [(32, 32), (45, 39)])
+def test_mxnet_handwritten_computes_the_spec_models_function(size):
+    mod = runner_module("mxnet")
+    import mxnet as mx
+
+    import impl_mxnet
+
+    spec = tiny(input_size=size)
+    built, hand = impl_mxnet.build(spec, device="cpu", seed=0), mod.handwritten(spec, device="cpu")
+    src, dst = list(impl_mxnet.named_parameters(built).values()), list(hand.collect_params().values())
+    assert [p.shape for p in src] == [p.shape for p in dst]
+    rng = np.random.default_rng(0)
+    for a, b in zip(src, dst):
+        value = mx.nd.array(_random_like(a.shape, int(np.prod(a.shape[1:])), rng))
+        a.set_data(value)
+        b.set_data(value)
+    x = mx.nd.array(np.random.default_rng(1).standard_normal((2, *spec.input_shape)).astype(np.float32))
+    expected, actual = built(x).asnumpy(), hand(x).asnumpy()
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5 * max(1.0, np.abs(expected).max()))
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _installed() -> list[str]:
+    keys = []
+    for key, module in FRAMEWORKS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        keys.append(key)
+    if not keys:
+        pytest.skip("no framework is installed")
+    return keys
+
+
+@pytest.mark.cross
+def test_cli_bench_json_and_plot(capsys, tmp_path):
+    keys = _installed()
+    png = tmp_path / "out.png"
+    code = main(["bench", "googlenet", "--input-size", *map(str, SIZE), "--num-classes", "10", "--batch", str(BATCH),
+                 "--repeats", "1", "--warmup", "0", "--mode", "plain", "--format", "json",
+                 "--frameworks", ",".join(keys), "--plot", str(png)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["suite_version"] == shared_spec.__version__
+    assert data["frameworks"] == {key: {"status": "ok"} for key in keys}
+    rows = data["rows"]
+    assert sorted((r["framework"], r["source"]) for r in rows) == sorted((k, s) for k in keys for s in ("spec", "hand"))
+    for row in rows:
+        assert "error" not in row, row
+        assert row["variant"] == "googlenet" and row["batch"] == BATCH and row["mode"] == "plain"
+        assert row["device"] == "cpu" and row["notes"] and row["setup_s"] >= 0
+        for part, fields in (("forward", ("images_per_s", "latency_ms", "median_s", "iqr_s")),
+                             ("train", ("images_per_s", "median_s", "iqr_s"))):
+            assert all(isinstance(row[part][f], (int, float)) and row[part][f] >= 0 for f in fields), row[part]
+            assert row[part]["images_per_s"] > 0 and row[part]["repeats"] == 1
+        assert row["forward"]["latency_ms"] == pytest.approx(row["forward"]["median_s"] * 1000)
+        assert row["peak_gpu_bytes"] is None
+        assert isinstance(row["peak_rss_bytes"], int) and row["peak_rss_bytes"] > 0
+    assert data["speedups"] == []  # plain only
+    ratios = {r["framework"]: r for r in data["spec_vs_hand"]}
+    assert sorted(ratios) == sorted(keys)
+    for ratio in ratios.values():
+        assert ratio["batch"] == BATCH and ratio["mode"] == "plain"
+        assert ratio["forward"] > 0 and ratio["train"] > 0 and isinstance(ratio["within_limit"], bool)
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    table = bench.render_result(data, "table")
+    assert "spec-built / hand-written" in table and "hand-written" in table
+
+
+@pytest.mark.parametrize("bad", [["--batch", "0"], ["--batch", "2", "0"], ["--plot", "x.jpg"], ["--repeats", "0"]])
+def test_cli_bench_bad_arguments_exit_2_and_write_nothing(capsys, tmp_path, monkeypatch, bad):
+    monkeypatch.chdir(tmp_path)
+    code = main(["bench", "googlenet", "--output", "out.json", "--plot", "out.png", *bad])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.startswith("error:") and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
