@@ -1,0 +1,313 @@
+"""``googlenet-suite train`` / ``evaluate``: the three training loops, checkpoints, resume, logs, DDP.
+
+Small on purpose (the CI machine has 2 cores): the d2l variant at 32x32, 32 synthetic examples,
+batch 16, two epochs. One run per framework is shared by the tests of this module.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from googlenet_suite import cli, data, train
+
+SMALL = dict(variant="d2l", data="synthetic", epochs=2, batch=16, resize=32, limit=32, seed=0, device="cpu")
+FRAMEWORKS = {"torch": "torch", "tf": "tensorflow", "mxnet": "mxnet"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _need(key: str) -> None:
+    pytest.importorskip(FRAMEWORKS[key])
+
+
+def _train(out: Path, **options) -> list[dict]:
+    recipe = train.Recipe(**{**SMALL, **options})
+    return train.train(recipe, out, progress=False, log=lambda message: None)
+
+
+def _weights(path) -> dict[str, np.ndarray]:
+    from shared_spec import weights as W
+
+    return W.load_weights(path)[0]
+
+
+def _params(key: str):
+    marks = {"torch": pytest.mark.torch, "tf": pytest.mark.tf, "mxnet": pytest.mark.mxnet}
+    return [pytest.param(k, marks=marks[k]) for k in (FRAMEWORKS if key == "all" else [key])]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Small training runs, each made on first use: (framework, options) -> its output directory."""
+    made: dict[tuple, Path] = {}
+
+    def get(key: str, **options) -> Path:
+        _need(key)
+        name = (key, *sorted(options.items()))
+        if name not in made:
+            out = tmp_path_factory.mktemp(f"run-{key}")
+            _train(out, framework=key, **options)
+            made[name] = out
+        return made[name]
+
+    return get
+
+
+# --------------------------------------------------------------------------- each framework
+
+
+@pytest.mark.parametrize("key", _params("all"))
+def test_a_few_steps_lower_the_loss_and_write_logs(runs, key):
+    out = runs(key)
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert [int(r["steps"]) for r in rows] == [2, 4]  # 32 examples, batch 16
+    losses = [float(r["loss"]) for r in rows]
+    assert all(np.isfinite(losses)) and losses[1] < losses[0]
+    for row in rows:
+        assert 0.0 <= float(row["train_acc"]) <= 1.0 and 0.0 <= float(row["test_acc"]) <= 1.0
+        assert float(row["examples_per_s"]) > 0
+    log = json.loads((out / "log.json").read_text())
+    assert log["recipe"]["framework"] == key and log["recipe"]["lr"] == 0.1 and log["recipe"]["optimizer"] == "sgd"
+    assert [r["epoch"] for r in log["epochs"]] == [1, 2]
+    assert (out / "curves.png").read_bytes()[:8] == PNG
+    for name in ("epoch_1", "epoch_2", "last"):
+        assert set(_weights(out / f"{name}.safetensors")) == set(_weights(out / "last.safetensors"))
+        meta = json.loads((out / f"{name}.json").read_text())
+        assert meta["format"] == train.CHECKPOINT_FORMAT and meta["framework"] == key
+    assert json.loads((out / "last.json").read_text())["epoch"] == 2
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave nothing behind
+
+
+@pytest.mark.parametrize("key", _params("all"))
+def test_resume_continues_at_the_right_epoch_with_the_same_state(runs, tmp_path, key):
+    full = runs(key)
+    resumed = tmp_path / "resumed"
+    recipe = train.resume_recipe(train.read_checkpoint(full / "epoch_1.safetensors"), {"epochs": 2})
+    history = train.train(recipe, resumed, resume=full / "epoch_1.safetensors", progress=False, log=lambda m: None)
+    assert [row["epoch"] for row in history] == [1, 2] and history[1]["steps"] == 4
+    assert not (resumed / "epoch_1.safetensors").exists()  # epoch 1 came from the checkpoint
+    a, b = _weights(full / "epoch_2.safetensors"), _weights(resumed / "epoch_2.safetensors")
+    worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+    assert worst <= 1e-6, f"resumed weights differ from the uninterrupted run's by {worst:.2e}"
+    full_rows = json.loads((full / "log.json").read_text())["epochs"]
+    assert history[1]["loss"] == pytest.approx(full_rows[1]["loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize("key", _params("all"))
+def test_resume_restores_adam_state(tmp_path, key):
+    """Adam's moments and step count travel in the framework's own optimizer file beside the weights."""
+    _need(key)
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    _train(full, framework=key, optimizer="adam", lr=1e-3)
+    suffix = {"torch": ".pt", "tf": ".safetensors", "mxnet": ".states"}[key]
+    assert (full / f"epoch_1.optimizer{suffix}").is_file() and (full / f"last.optimizer{suffix}").is_file()
+    assert json.loads((full / "last.json").read_text())["optimizer_state"] == f"last.optimizer{suffix}"
+    recipe = train.resume_recipe(train.read_checkpoint(full / "epoch_1.safetensors"), {})
+    train.train(recipe, resumed, resume=full / "epoch_1.safetensors", progress=False, log=lambda m: None)
+    a, b = _weights(full / "epoch_2.safetensors"), _weights(resumed / "epoch_2.safetensors")
+    assert max(float(np.max(np.abs(a[k] - b[k]))) for k in a) <= 1e-6
+
+
+@pytest.mark.parametrize("key", _params("all"))
+def test_resume_with_a_damaged_or_missing_optimizer_file(tmp_path, capsys, key):
+    _need(key)
+    run = tmp_path / "run"
+    _train(run, framework=key, optimizer="adam", lr=1e-3, epochs=1)
+    state = next(run.glob("epoch_1.optimizer.*"))
+    state.write_bytes(b"not an optimizer state")
+    err = _fails(capsys, _resume_args(tmp_path / "out", run / "epoch_1.safetensors", "--epochs", "2"),
+                 tmp_path / "out")
+    assert state.name in err
+    state.unlink()
+    err = _fails(capsys, _resume_args(tmp_path / "out", run / "epoch_1.safetensors", "--epochs", "2"),
+                 tmp_path / "out")
+    assert state.name in err and "missing" in err
+
+
+AUX = dict(variant="googlenet", aux=True, epochs=1, batch=8, limit=16)
+
+
+@pytest.mark.parametrize("key", _params("all"))
+def test_aux_heads_train_in_every_framework(runs, key):
+    """googlenet with its two aux heads: training mode returns (main, aux1, aux2) and each loop adds
+    loss_weight x CE of the aux heads; the checkpoint holds the aux heads' weights."""
+    out = runs(key, **AUX)
+    (row,) = json.loads((out / "log.json").read_text())["epochs"]
+    assert np.isfinite(row["loss"]) and row["loss"] > 0 and np.isfinite(row["test_loss"])
+    assert any(name.startswith("aux1.") for name in _weights(out / "last.safetensors"))
+
+
+# --------------------------------------------------------------------------- one model, three APIs
+
+
+@pytest.mark.cross
+@pytest.mark.parametrize("trained_in", ["torch", "mxnet"])
+def test_a_checkpoint_evaluates_the_same_in_every_framework(runs, trained_in):
+    _check_same_everywhere(runs(trained_in) / "last.safetensors", trained_in)
+
+
+@pytest.mark.cross
+def test_an_aux_checkpoint_evaluates_the_same_in_every_framework(runs):
+    """googlenet has BatchNorm and aux heads: the running statistics and the aux weights travel too."""
+    _check_same_everywhere(runs("tf", **AUX) / "last.safetensors", "tf")
+
+
+def _check_same_everywhere(ckpt: Path, trained_in: str) -> None:
+    limit = json.loads((ckpt.parent / "log.json").read_text())["recipe"]["limit"]
+    results = {}
+    for key in FRAMEWORKS:
+        _need(key)
+        results[key] = train.evaluate_checkpoint(key, ckpt, data_name="synthetic", limit=limit, device="cpu")
+    accuracies = {key: r["accuracy"] for key, r in results.items()}
+    losses = {key: r["loss"] for key, r in results.items()}
+    assert len(set(accuracies.values())) == 1, accuracies
+    assert max(losses.values()) - min(losses.values()) <= 1e-4, losses
+    logged = json.loads((ckpt.parent / "log.json").read_text())["epochs"][-1]
+    assert results[trained_in]["accuracy"] == pytest.approx(logged["test_acc"])  # evaluate = what training logged
+    assert results[trained_in]["loss"] == pytest.approx(logged["test_loss"], abs=1e-6)
+
+
+@pytest.mark.cross
+def test_cli_evaluate_json(runs, capsys):
+    ckpt = runs("torch") / "last.safetensors"
+    _need("mxnet")
+    code = cli.main(["evaluate", "--framework", "mxnet", "--weights", str(ckpt), "--data", "synthetic",
+                     "--limit", "32", "--device", "cpu", "--format", "json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["framework"] == "mxnet" and result["examples"] == 32 and result["resize"] == 32
+    assert {"accuracy", "loss"} <= set(result)
+
+
+# --------------------------------------------------------------------------- the command line's errors
+
+
+def _fails(capsys, argv, out: Path) -> str:
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert "Traceback" not in err
+    assert not out.exists(), f"{out} was written"
+    return err.strip()
+
+
+def _train_args(out: Path, *extra: str) -> list[str]:
+    return ["train", "--data", "synthetic", "--resize", "32", "--limit", "16", "--batch", "16", "--epochs", "1",
+            "--device", "cpu", "--quiet", "--out", str(out), *extra]
+
+
+def _resume_args(out: Path, ckpt, *extra: str) -> list[str]:
+    return ["train", "--resume", str(ckpt), "--quiet", "--out", str(out), *extra]
+
+
+def test_cli_unknown_framework(tmp_path, capsys):
+    err = _fails(capsys, _train_args(tmp_path / "out", "--framework", "jax"), tmp_path / "out")
+    assert "jax" in err
+
+
+def test_cli_framework_is_required(tmp_path, capsys):
+    _fails(capsys, _train_args(tmp_path / "out"), tmp_path / "out")
+
+
+@pytest.mark.torch
+def test_cli_unknown_variant(tmp_path, capsys):
+    _need("torch")
+    err = _fails(capsys, _train_args(tmp_path / "out", "--framework", "torch", "--variant", "resnet"), tmp_path / "out")
+    assert "resnet" in err and "d2l" in err  # lists the known variants
+
+
+@pytest.mark.torch
+def test_cli_missing_data_files_give_the_data_layers_message(tmp_path, capsys):
+    _need("torch")
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    with pytest.raises(data.DatasetError) as expected:
+        data.load("fashion-mnist", empty)
+    argv = ["train", "--framework", "torch", "--data", "fashion-mnist", "--data-dir", str(empty),
+            "--out", str(tmp_path / "out"), "--quiet"]
+    err = _fails(capsys, argv, tmp_path / "out")
+    assert err == f"error: {str(expected.value).splitlines()[0]}"
+
+
+@pytest.mark.torch
+@pytest.mark.torch
+def test_cli_resume_goes_on_from_the_checkpoint(runs, tmp_path, capsys):
+    full = runs("torch")
+    assert cli.main(_resume_args(tmp_path / "out", full / "epoch_1.safetensors")) == 0
+    assert "epochs 2..2" in capsys.readouterr().err
+    assert [r["epoch"] for r in csv.DictReader((tmp_path / "out" / "log.csv").open())] == ["1", "2"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.safetensors")) == ["epoch_2.safetensors",
+                                                                                 "last.safetensors"]
+
+
+@pytest.mark.torch
+def test_cli_resume_missing_file(tmp_path, capsys):
+    _need("torch")
+    err = _fails(capsys, _resume_args(tmp_path / "out", tmp_path / "nope.safetensors"), tmp_path / "out")
+    assert "nope.safetensors" in err
+
+
+@pytest.mark.torch
+def test_cli_resume_corrupt_file(tmp_path, capsys):
+    _need("torch")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a header, not weights")
+    err = _fails(capsys, _resume_args(tmp_path / "out", bad), tmp_path / "out")
+    assert "bad.safetensors" in err
+
+
+@pytest.mark.torch
+def test_cli_resume_without_its_json(runs, tmp_path, capsys):
+    lone = tmp_path / "lone.safetensors"
+    shutil.copyfile(runs("torch") / "epoch_1.safetensors", lone)
+    err = _fails(capsys, _resume_args(tmp_path / "out", lone, "--epochs", "3"), tmp_path / "out")
+    assert "lone.json" in err
+
+
+@pytest.mark.torch
+def test_cli_resume_refuses_a_different_recipe(runs, tmp_path, capsys):
+    ckpt = runs("torch") / "epoch_1.safetensors"
+    err = _fails(capsys, _resume_args(tmp_path / "out", ckpt, "--lr", "0.5"), tmp_path / "out")
+    assert "lr=0.1" in err and "lr=0.5" in err
+
+
+def test_cli_evaluate_missing_weights(tmp_path, capsys):
+    argv = ["evaluate", "--framework", "torch", "--weights", str(tmp_path / "none.safetensors"), "--data", "synthetic",
+            "--output", str(tmp_path / "out")]
+    _fails(capsys, argv, tmp_path / "out")
+
+
+# --------------------------------------------------------------------------- several processes
+
+
+@pytest.mark.torch
+def test_torchrun_ddp_two_processes(runs, tmp_path):
+    """The torch trainer, unchanged, under torchrun: gloo on the CPU, rank 0 writes the one log. The two
+    processes together see the single-process batches, so the logged losses agree with a single run's."""
+    _need("torch")
+    single = runs("torch")
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    argv = [str(torchrun), "--nproc_per_node", "2", "-m", "googlenet_suite.cli", "train", "--framework", "torch",
+            "--data", "synthetic", "--resize", "32", "--limit", "32", "--batch", "16", "--epochs", "2",
+            "--device", "cpu", "--quiet", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert done.stderr.count("epoch 2:") == 1  # only rank 0 logs
+    reference = json.loads((single / "log.json").read_text())["epochs"]
+    for row, ref in zip(rows, reference):
+        assert float(row["loss"]) == pytest.approx(ref["loss"], abs=1e-4)
+        assert float(row["train_acc"]) == pytest.approx(ref["train_acc"])
