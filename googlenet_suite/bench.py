@@ -118,10 +118,10 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
     rows, status = [], {}
     for key in keys:
         try:
-            fw_registry.load(key)
+            fw_registry.load(key, tensorflow_backend=True)
             status[key] = {"status": "ok"}
-        except fw_registry.FrameworkMissing:
-            status[key] = {"status": "missing", "hint": fw_registry.install_hint(key)}
+        except fw_registry.FrameworkMissing as exc:
+            status[key] = {"status": "missing", "hint": str(exc)}
             continue
         # a device the framework cannot use is bad input (exit 2), checked once before any measurement
         importlib.import_module(f"googlenet_suite.bench_{key}").resolve_device(device)

@@ -42,8 +42,10 @@ def parse_frameworks(text: str | None) -> list[str]:
     return keys
 
 
-def load(key: str) -> ModuleType:
-    """Import a builder. Raises FrameworkMissing when the framework itself is absent."""
+def load(key: str, *, tensorflow_backend: bool = False) -> ModuleType:
+    """Import a builder. Raises FrameworkMissing when the framework itself is absent, and, with
+    ``tensorflow_backend``, when the Keras builder runs on another Keras backend (``bench`` and
+    ``train`` drive Keras through TensorFlow; the builder contract, and so ``compare``, runs on any)."""
     fw = FRAMEWORKS[key]
     try:
         importlib.import_module(fw.requires)
@@ -51,4 +53,8 @@ def load(key: str) -> ModuleType:
         if exc.name and exc.name.split(".")[0] == fw.requires:
             raise FrameworkMissing(f"{fw.label} is not installed: {install_hint(key)}") from None
         raise
-    return importlib.import_module(fw.module)
+    module = importlib.import_module(fw.module)
+    if key == "tf" and tensorflow_backend and module.BACKEND != "tensorflow":
+        raise FrameworkMissing(f"Keras runs on TensorFlow here, but KERAS_BACKEND is {module.BACKEND!r}: "
+                               f"unset it (compare and the builders run on any Keras backend)")
+    return module

@@ -312,7 +312,7 @@ def resume_recipe(meta: dict, given: dict) -> Recipe:
 def trainer_module(key: str):
     """``googlenet_suite.train_torch`` and its builder, or a one-line error when the framework is missing."""
     try:
-        builder = fw_registry.load(key)
+        builder = fw_registry.load(key, tensorflow_backend=True)
     except fw_registry.FrameworkMissing as exc:
         raise TrainError(str(exc)) from None
     return importlib.import_module(f"googlenet_suite.train_{key}"), builder

@@ -1,4 +1,5 @@
-"""GoogLeNet in Keras 3 (TensorFlow backend), built from a ``shared_spec.Spec``.
+"""GoogLeNet in Keras 3, built from a ``shared_spec.Spec``: TensorFlow backend by default, and the
+same model on Keras's JAX and torch backends (set ``KERAS_BACKEND`` before importing).
 
 The builder contract (``docs/builders.md``)::
 
@@ -7,14 +8,14 @@ The builder contract (``docs/builders.md``)::
     logits = impl_tf.forward(model, x_nchw)                        # numpy in, numpy out
 """
 
-from .builder import (OPS, GoogLeNet, build, count_params, device_of, export_weights, flattened_maps, forward,
+from .builder import (BACKEND, OPS, GoogLeNet, build, count_params, device_of, export_weights, flattened_maps, forward,
                       framework_version, import_weights, layer_outputs, load_weights, loss_of, output_layer_name,
-                      save_weights, train_step)
+                      keras_name, save_weights, train_step)
 from .layers import (AdaptiveAveragePooling2D, BatchNorm, ConstantPadding2D, ExcludePadAveragePooling2D,
                      LocalResponseNorm)
 
 __all__ = [
-    "AdaptiveAveragePooling2D", "BatchNorm", "ConstantPadding2D", "ExcludePadAveragePooling2D", "GoogLeNet",
+    "BACKEND", "keras_name", "AdaptiveAveragePooling2D", "BatchNorm", "ConstantPadding2D", "ExcludePadAveragePooling2D", "GoogLeNet",
     "LocalResponseNorm", "OPS", "build", "count_params", "device_of", "export_weights", "flattened_maps", "forward",
     "framework_version", "import_weights", "layer_outputs", "load_weights", "loss_of", "output_layer_name",
     "save_weights", "train_step",

@@ -1,8 +1,10 @@
 """GoogLeNet as a Keras 3 functional model, built from a ``shared_spec.Spec``.
 
-The model is channels-last and uses ``keras.layers`` / ``keras.ops`` only; TensorFlow appears
-in the utilities below (devices, ``train_step``), never inside the model. One table, ``OPS``,
-maps each spec op to a function that adds its Keras layers; every number comes from the spec.
+The model is channels-last and uses ``keras.layers`` / ``keras.ops`` only, so it builds and runs
+on Keras's TensorFlow (the default), JAX and PyTorch backends (``KERAS_BACKEND``). The backend
+appears only in the utilities below (GPU detection, full-fp32 settings, the gradient in
+``train_step``), never inside the model. One table, ``OPS``, maps each spec op to a function that
+adds its Keras layers; every number comes from the spec.
 
 Keras layer names are the spec's names. A conv unit ``NAME`` becomes ``NAME.pad`` (when it
 pads), ``NAME.conv``, ``NAME.bn`` (when it has BN) and ``NAME.relu`` (when it has ReLU); a
@@ -19,9 +21,11 @@ from typing import Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import contextlib  # noqa: E402
+import importlib  # noqa: E402
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import shared_spec  # noqa: E402
 from shared_spec import (LRN, AdaptiveAvgPool, Aux, Concat, Conv, Dense, Dropout, Flatten, GlobalAvgPool,  # noqa: E402
@@ -32,9 +36,25 @@ from shared_spec.weights import check_weights  # noqa: E402
 from .layers import (AdaptiveAveragePooling2D, BatchNorm, ConstantPadding2D, ExcludePadAveragePooling2D,  # noqa: E402
                      LocalResponseNorm)
 
-if keras.backend.backend() != "tensorflow":
-    raise ImportError(f"impl_tf needs Keras's TensorFlow backend; Keras is using {keras.backend.backend()!r} "
-                      f"(set KERAS_BACKEND=tensorflow before importing keras)")
+BACKENDS = ("tensorflow", "jax", "torch")
+BACKEND = keras.backend.backend()
+if BACKEND not in BACKENDS:
+    raise ImportError(f"impl_tf runs on Keras's {', '.join(BACKENDS)} backends; Keras is using {BACKEND!r} "
+                      f"(set KERAS_BACKEND before importing keras)")
+_backend = importlib.import_module(BACKEND)  # tensorflow, jax or torch itself
+# Keras's torch backend registers each variable in a torch ParameterDict under its path ('conv1.conv/kernel'),
+# and torch refuses '.' in a parameter name: there the dots of spec names become ':' in Keras layer names.
+SEP = ":" if BACKEND == "torch" else "."
+
+
+def keras_name(name: str) -> str:
+    """The Keras layer name for a dotted name (``conv1.conv``): the same, but ``conv1:conv`` on torch."""
+    return name.replace(".", SEP)
+
+
+def _layers_by_name(model: keras.Model) -> dict[str, keras.layers.Layer]:
+    """The model's layers keyed by dotted name, whatever the backend."""
+    return {layer.name.replace(SEP, "."): layer for layer in model.layers}
 
 DEVICES = ("auto", "cpu", "gpu")
 # torchvision's trunc_normal_(std=0.01, a=-2, b=2) cuts at 200 standard deviations. A normal draw
@@ -119,16 +139,16 @@ def _conv(layer: Conv, x, ctx: _Context):
     top, bottom, left, right = layer.padding
     same = any(layer.padding) and same_is_exact(layer.kernel, layer.stride, layer.padding)
     if any(layer.padding) and not same:
-        x = keras.layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{layer.name}.pad")(x)
+        x = keras.layers.ZeroPadding2D(((top, bottom), (left, right)), name=keras_name(f"{layer.name}.pad"))(x)
     x = keras.layers.Conv2D(layer.out_channels, layer.kernel, strides=layer.stride,
                             padding="same" if same else "valid",
                             use_bias=layer.bias, kernel_initializer=ctx.kernel_initializer(f"{layer.name}.conv.weight"),
-                            bias_initializer=ctx.bias_initializer(), name=f"{layer.name}.conv")(x)
+                            bias_initializer=ctx.bias_initializer(), name=keras_name(f"{layer.name}.conv"))(x)
     if layer.norm is not None:
         x = BatchNorm(axis=-1, momentum=1.0 - layer.norm.momentum, epsilon=layer.norm.eps,
-                      name=f"{layer.name}.bn")(x)
+                      name=keras_name(f"{layer.name}.bn"))(x)
     if layer.activation == "relu":
-        x = keras.layers.ReLU(name=f"{layer.name}.relu")(x)
+        x = keras.layers.ReLU(name=keras_name(f"{layer.name}.relu"))(x)
     return x
 
 
@@ -141,51 +161,51 @@ def _pool(layer: Pool, x, ctx: _Context):
     padding = ((top, bottom), (left, right))
     if layer.op == "maxpool":
         if any(layer.padding) and same_is_exact(layer.kernel, layer.stride, (top, bottom, left, right)):
-            return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="same", name=layer.name)(x)
+            return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="same", name=keras_name(layer.name))(x)
         if top or bottom or left or right:
-            x = ConstantPadding2D(padding, value=float("-inf"), name=f"{layer.name}.pad")(x)
-        return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="valid", name=layer.name)(x)
+            x = ConstantPadding2D(padding, value=float("-inf"), name=keras_name(f"{layer.name}.pad"))(x)
+        return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="valid", name=keras_name(layer.name))(x)
     if (bottom, right) != (layer.padding[1], layer.padding[3]):
         raise ValueError(f"{layer.name}: a ceil-mode average pool whose last window hangs over the input "
                          f"is not supported")  # the oracle rejects these specs already
     if not (top or bottom or left or right):
-        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=layer.name)(x)
+        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=keras_name(layer.name))(x)
     if layer.count_include_pad:
-        x = keras.layers.ZeroPadding2D(padding, name=f"{layer.name}.pad")(x)
-        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=layer.name)(x)
-    return ExcludePadAveragePooling2D(layer.kernel, layer.stride, padding, name=layer.name)(x)
+        x = keras.layers.ZeroPadding2D(padding, name=keras_name(f"{layer.name}.pad"))(x)
+        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=keras_name(layer.name))(x)
+    return ExcludePadAveragePooling2D(layer.kernel, layer.stride, padding, name=keras_name(layer.name))(x)
 
 
 def _global_avgpool(layer: GlobalAvgPool, x, ctx: _Context):
-    return keras.layers.GlobalAveragePooling2D(keepdims=True, name=layer.name)(x)  # N x 1 x 1 x C
+    return keras.layers.GlobalAveragePooling2D(keepdims=True, name=keras_name(layer.name))(x)  # N x 1 x 1 x C
 
 
 def _adaptive_avgpool(layer: AdaptiveAvgPool, x, ctx: _Context):
-    return AdaptiveAveragePooling2D(layer.output_size, name=layer.name)(x)
+    return AdaptiveAveragePooling2D(layer.output_size, name=keras_name(layer.name))(x)
 
 
 def _lrn(layer: LRN, x, ctx: _Context):
-    return LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k, name=layer.name)(x)
+    return LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k, name=keras_name(layer.name))(x)
 
 
 def _dropout(layer: Dropout, x, ctx: _Context):
-    return keras.layers.Dropout(layer.rate, seed=ctx.seed_for(layer.name), name=layer.name)(x)
+    return keras.layers.Dropout(layer.rate, seed=ctx.seed_for(layer.name), name=keras_name(layer.name))(x)
 
 
 def _flatten(layer: Flatten, x, ctx: _Context):
     # Flattens N x H x W x C in (h, w, c) order; dense weights are permuted on import/export.
-    return keras.layers.Flatten(name=layer.name)(x)
+    return keras.layers.Flatten(name=keras_name(layer.name))(x)
 
 
 def _dense(layer: Dense, x, ctx: _Context):
     return keras.layers.Dense(layer.out_features, activation=layer.activation, use_bias=layer.bias,
                               kernel_initializer=ctx.kernel_initializer(f"{layer.name}.weight"),
-                              bias_initializer=ctx.bias_initializer(), name=layer.name)(x)
+                              bias_initializer=ctx.bias_initializer(), name=keras_name(layer.name))(x)
 
 
 def _concat(layer: Concat, x, ctx: _Context):
     outputs = [_sequence(branch.layers, x, ctx) for branch in layer.branches]
-    return keras.layers.Concatenate(axis=-1, name=layer.name)(outputs)
+    return keras.layers.Concatenate(axis=-1, name=keras_name(layer.name))(outputs)
 
 
 def _aux(layer: Aux, x, ctx: _Context):
@@ -218,7 +238,27 @@ def _sequence(layers: tuple[Layer, ...], x, ctx: _Context):
 
 
 def _has_gpu() -> bool:
-    return bool(tf.config.list_physical_devices("GPU"))
+    if BACKEND == "tensorflow":
+        return bool(_backend.config.list_physical_devices("GPU"))
+    if BACKEND == "jax":
+        return _backend.default_backend() == "gpu"
+    return _backend.cuda.is_available()
+
+
+_GPU_CHECK = {"tensorflow": "tf.config.list_physical_devices('GPU') is empty",
+              "jax": "jax.default_backend() is not 'gpu'", "torch": "torch.cuda.is_available() is False"}
+
+
+def _full_fp32() -> None:
+    """TF32 off: TensorFlow, JAX and PyTorch run fp32 matmuls/convolutions in TF32 on Ampere and newer by
+    default, which misses the suite's 1e-4 fp32 agreement (the PyTorch builder likewise forces full fp32)."""
+    if BACKEND == "tensorflow":
+        _backend.config.experimental.enable_tensor_float_32_execution(False)
+    elif BACKEND == "jax":
+        _backend.config.update("jax_default_matmul_precision", "highest")
+    else:
+        _backend.backends.cuda.matmul.allow_tf32 = False
+        _backend.backends.cudnn.allow_tf32 = False
 
 
 def _resolve_device(device: str) -> str:
@@ -227,22 +267,30 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         device = "gpu" if _has_gpu() else "cpu"
     if device == "gpu" and not _has_gpu():
-        raise ValueError(f"device='gpu' but TensorFlow sees no GPU (tf.config.list_physical_devices('GPU') is "
-                         f"empty). Received: device={device!r}")
+        raise ValueError(f"device='gpu' but Keras's {BACKEND} backend sees no GPU ({_GPU_CHECK[BACKEND]}). "
+                         f"Received: device={device!r}")
     if device == "gpu":
-        # TensorFlow runs fp32 matmuls/convolutions in TF32 on Ampere and newer by default, which misses
-        # the suite's 1e-4 fp32 agreement; the PyTorch builder likewise forces full fp32.
-        tf.config.experimental.enable_tensor_float_32_execution(False)
+        _full_fp32()
     return device
 
 
-def _tf_device(device: str) -> str:
-    return "/GPU:0" if device == "gpu" else "/CPU:0"
+def _on(device: str):
+    """``keras.device`` scope: tf.device, jax.default_device or torch's device, by backend.
+
+    On torch the name carries no index: Keras moves each new parameter with ``.to(name)``, and
+    ``.to("cpu:0")`` of a CPU tensor is a copy, a plain tensor that Keras then fails to track.
+    """
+    if BACKEND == "torch":
+        return keras.device("gpu" if device == "gpu" else "cpu")
+    return keras.device("gpu:0" if device == "gpu" else "cpu:0")
 
 
 def device_of(model: GoogLeNet) -> str:
     """``"gpu"`` or ``"cpu"``: where the model's weights live."""
-    return "gpu" if "GPU" in model.weights[0].value.device.upper() else "cpu"
+    value = model.weights[0].value
+    # tensorflow: '/job:localhost/.../device:GPU:0'; jax: 'cuda:0' or 'TFRT_CPU_0'; torch: 'cuda:0' or 'cpu'
+    where = value.devices() if BACKEND == "jax" else [value.device]
+    return "gpu" if any("GPU" in str(d).upper() or "CUDA" in str(d).upper() for d in where) else "cpu"
 
 
 # --------------------------------------------------------------------------- build
@@ -259,7 +307,7 @@ def build(spec: Spec, *, device: str = "auto", seed: int | None = None) -> GoogL
         raise ValueError(f"seed must be None or an integer >= 0. Received: seed={seed!r}")
     resolved = _resolve_device(device)
     ctx = _Context(spec, None if seed is None else int(seed))
-    with tf.device(_tf_device(resolved)):
+    with _on(resolved):
         inputs = keras.Input(shape=(*spec.input_size, spec.in_channels), name="input")  # N x H x W x C
         logits = _sequence(spec.layers, inputs, ctx)
         outputs = [logits, *ctx.aux_outputs] if ctx.aux_outputs else logits
@@ -333,7 +381,7 @@ def _dense_from_neutral(weight: np.ndarray, chw: tuple[int, int, int] | None) ->
 
 def _variables(model: GoogLeNet) -> dict[str, tuple[keras.Variable, Callable, Callable]]:
     """Neutral key -> (Keras variable, to_neutral, from_neutral), in ``spec.weight_shapes()`` order."""
-    layers = {layer.name: layer for layer in model.layers}
+    layers = _layers_by_name(model)
     maps = flattened_maps(model.spec)
     same = (lambda a: a, lambda a: a)
     out = {}
@@ -395,7 +443,7 @@ def count_params(model: GoogLeNet) -> tuple[int, int]:
 
 
 def framework_version() -> str:
-    return f"keras {keras.__version__} (tensorflow {tf.__version__})"
+    return f"keras {keras.__version__} ({BACKEND} {_backend.__version__})"
 
 
 # --------------------------------------------------------------------------- running
@@ -419,7 +467,7 @@ def forward(model: GoogLeNet, x, *, training: bool = False):
     if not isinstance(training, bool):
         raise ValueError(f"training must be True or False. Received: training={training!r}")
     nhwc = _check_input(model, x)
-    with tf.device(_tf_device(device_of(model))):
+    with _on(device_of(model)):
         outputs = model(nhwc, training=training)
     if isinstance(outputs, (tuple, list)):
         return tuple(_to_numpy(out) for out in outputs)
@@ -430,9 +478,9 @@ def layer_outputs(model: GoogLeNet, x) -> dict[str, np.ndarray]:
     """Eval-mode output of every layer in ``spec.walk()``, channels-first (N x C x H x W)."""
     nhwc = _check_input(model, x)
     names = {layer.name: output_layer_name(layer) for layer in model.spec.walk()}
-    layers = {layer.name: layer for layer in model.layers}
+    layers = _layers_by_name(model)
     probe = keras.Model(model.input, {name: layers[keras_name].output for name, keras_name in names.items()})
-    with tf.device(_tf_device(device_of(model))):
+    with _on(device_of(model)):
         outputs = probe(nhwc, training=False)
     flat = flattened_maps(model.spec)
     result = {}
@@ -470,19 +518,57 @@ def loss_of(spec: Spec, outputs, y):
 
 
 def train_step(model: GoogLeNet, x, y, *, lr: float = 0.01) -> dict:
-    """One training-mode step of plain SGD; returns the loss, d loss / d x (NCHW) and the new weights."""
+    """One training-mode step of plain SGD; returns the loss, d loss / d x (NCHW) and the new weights.
+
+    The gradient is the backend's own: ``tf.GradientTape``, ``jax.value_and_grad`` over
+    ``model.stateless_call``, or ``torch.autograd.grad``. The update is ``w - lr * grad`` in all three.
+    """
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr < 0:
         raise ValueError(f"lr must be a finite number >= 0. Received: lr={lr!r}")
     nhwc = _check_input(model, x)
     labels = _labels(model, y, len(nhwc))
     variables = model.trainable_variables
-    with tf.device(_tf_device(device_of(model))):
-        inputs = tf.convert_to_tensor(nhwc)
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            loss = loss_of(model.spec, model(inputs, training=True), tf.convert_to_tensor(labels))
-        input_grad, *grads = tape.gradient(loss, [inputs, *variables])
-        for variable, grad in zip(variables, grads, strict=True):
-            variable.assign(variable - lr * grad)
+    with _on(device_of(model)):
+        loss, input_grad, grads = _GRADIENTS[BACKEND](model, nhwc, labels)
+        with _backend.no_grad() if BACKEND == "torch" else contextlib.nullcontext():
+            for variable, grad in zip(variables, grads, strict=True):
+                variable.assign(variable.value - lr * grad)
     return {"loss": float(loss), "input_grad": _to_numpy(input_grad).transpose(0, 3, 1, 2),
             "weights": export_weights(model)}
+
+
+def _gradients_tensorflow(model: GoogLeNet, nhwc: np.ndarray, labels: np.ndarray):
+    tf = _backend
+    inputs = tf.convert_to_tensor(nhwc)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        loss = loss_of(model.spec, model(inputs, training=True), tf.convert_to_tensor(labels))
+    input_grad, *grads = tape.gradient(loss, [inputs, *model.trainable_variables])
+    return loss, input_grad, grads
+
+
+def _gradients_jax(model: GoogLeNet, nhwc: np.ndarray, labels: np.ndarray):
+    jax = _backend
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def loss_fn(trainable, inputs):
+        outputs, updated = model.stateless_call(trainable, non_trainable, inputs, training=True)
+        return loss_of(model.spec, outputs, labels), updated
+
+    (loss, updated), (grads, input_grad) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
+        trainable, jax.numpy.asarray(nhwc))
+    for variable, value in zip(model.non_trainable_variables, updated, strict=True):
+        variable.assign(value)  # BN running statistics (and dropout seed state)
+    return loss, input_grad, grads
+
+
+def _gradients_torch(model: GoogLeNet, nhwc: np.ndarray, labels: np.ndarray):
+    torch = _backend
+    inputs = keras.ops.convert_to_tensor(nhwc).requires_grad_(True)
+    loss = loss_of(model.spec, model(inputs, training=True), keras.ops.convert_to_tensor(labels))
+    input_grad, *grads = torch.autograd.grad(loss, [inputs, *(v.value for v in model.trainable_variables)])
+    return loss.detach(), input_grad, grads
+
+
+_GRADIENTS = {"tensorflow": _gradients_tensorflow, "jax": _gradients_jax, "torch": _gradients_torch}

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.cross
 
 TOL = 1e-4
 KEYS = ("torch", "tf", "mxnet")
-MODULES = {"torch": ("torch", "impl_torch"), "tf": ("tensorflow", "impl_tf"), "mxnet": ("mxnet", "impl_mxnet")}
+MODULES = {"torch": ("torch", "impl_torch"), "tf": ("keras", "impl_tf"), "mxnet": ("mxnet", "impl_mxnet")}
 VARIANTS = shared_spec.list_variants()
 
 
