@@ -127,12 +127,23 @@ def same_is_exact(kernel, stride, padding) -> bool:
 
     At stride 1 'same' pads k - 1 in total, split evenly for an odd kernel (max pools ignore the padded
     cells, as -inf padding does). At stride 2 it pads by input size and puts the odd cell after: the
-    d2l/keras-hub trap, so every other case pads explicitly. Letting the backend pad inside the conv or
-    pool saves a separate padding op per layer (~13% of a plain CPU forward; see googlenet-suite bench).
+    d2l/keras-hub trap, so every other case pads explicitly. Letting the backend pad inside the conv
+    saves a separate padding op per layer (~13% of a plain CPU forward; see googlenet-suite bench).
+    Max pools use the more general ``keras_same_padding`` test (padding never wins a max).
     """
     (kh, kw), (top, bottom, left, right) = kernel, padding
     return (tuple(stride) == (1, 1) and kh % 2 == 1 and kw % 2 == 1
             and (top, bottom, left, right) == ((kh - 1) // 2, (kh - 1) // 2, (kw - 1) // 2, (kw - 1) // 2))
+
+
+def keras_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """What Keras/TF ``padding="same"`` pads before and after one spatial axis of ``size``.
+
+    Output ``ceil(size / stride)``; the total padding that needs, split with the odd cell after.
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
 
 
 def _conv(layer: Conv, x, ctx: _Context):
@@ -160,7 +171,11 @@ def _pool(layer: Pool, x, ctx: _Context):
     right += ceil_extra_padding(width, kw, sw, left, right, layer.rounding)
     padding = ((top, bottom), (left, right))
     if layer.op == "maxpool":
-        if any(layer.padding) and same_is_exact(layer.kernel, layer.stride, (top, bottom, left, right)):
+        # A max pool ignores padded cells, as -inf padding does: where 'same' pads exactly what the spec pads
+        # (ceil rounding's extra included: torchvision's four stride-2 pools at 224), the pool pads inside
+        # the op instead of copying the map into a padded one first (~4% of an eager CPU forward).
+        if (top or bottom or left or right) and padding == (keras_same_padding(height, kh, sh),
+                                                            keras_same_padding(width, kw, sw)):
             return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="same", name=keras_name(layer.name))(x)
         if top or bottom or left or right:
             x = ConstantPadding2D(padding, value=float("-inf"), name=keras_name(f"{layer.name}.pad"))(x)

@@ -6,6 +6,8 @@ Each one reproduces the PyTorch/Caffe definition the spec uses (see
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -159,8 +161,13 @@ class BatchNorm(keras.layers.BatchNormalization):
         if not (training and self.trainable) or mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
         mean, variance = ops.moments(inputs, axes=self._reduction_axes)
-        count = ops.cast(ops.size(inputs), inputs.dtype) / inputs.shape[self.axis]
-        unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
+        sizes = [inputs.shape[axis] for axis in self._reduction_axes]
+        if all(size is not None for size in sizes):  # eager, and traced functions: a Python number, one op
+            count = math.prod(sizes)
+            unbiased = variance * (count / max(count - 1, 1))
+        else:
+            count = ops.cast(ops.size(inputs), inputs.dtype) / inputs.shape[self.axis]
+            unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
         return ops.batch_normalization(inputs, mean, variance, axis=self.axis,

@@ -112,10 +112,17 @@ def test_layer_names_are_spec_names(built):
         base = next((name[: -len(s)] for s in CONV_SUFFIXES if name.endswith(s)), name)
         assert name == "input" or name in spec_names or base in spec_names, name
         config = layer.get_config()
-        if config.get("padding") == "same":  # only where it pads exactly like the spec: stride 1, odd kernel
+        if config.get("padding") == "same" and "kernel_size" in config:  # a conv: stride 1, odd kernel only
             assert tuple(config["strides"]) == (1, 1), f"{name} uses padding='same' at stride {config['strides']}"
-            kernel = config.get("kernel_size") or config.get("pool_size")
-            assert all(k % 2 == 1 for k in kernel), f"{name} uses padding='same' with an even kernel {kernel}"
+            assert all(k % 2 == 1 for k in config["kernel_size"]), f"{name}: padding='same', even kernel"
+        elif config.get("padding") == "same":  # a max pool: only where 'same' pads what the spec pads
+            spec_layer = next(layer for layer in built.spec.walk() if layer.name == name)
+            _, height, width = shared_spec.analyze(built.spec).layer(name).in_shape
+            (kh, kw), (sh, sw), (top, bottom, left, right) = spec_layer.kernel, spec_layer.stride, spec_layer.padding
+            bottom += shared_spec.ceil_extra_padding(height, kh, sh, top, bottom, spec_layer.rounding)
+            right += shared_spec.ceil_extra_padding(width, kw, sw, left, right, spec_layer.rounding)
+            assert ((top, bottom), (left, right)) == (impl_tf.builder.keras_same_padding(height, kh, sh),
+                                                      impl_tf.builder.keras_same_padding(width, kw, sw)), name
     keras_names = {layer.name for layer in built.model.layers}
     for layer in built.spec.walk():
         assert impl_tf.output_layer_name(layer) in keras_names, layer.name
@@ -502,3 +509,22 @@ def test_pool_matches_pytorch_semantics_on_negative_input(pool, size):
     assert out.shape == expected.shape
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
     assert (out < 0).all()
+
+
+def test_keras_same_padding_puts_the_odd_cell_after():
+    same = impl_tf.builder.keras_same_padding
+    assert same(224, 7, 2) == (2, 3)  # the d2l trap: PyTorch's conv1 pads (3, 3)
+    assert same(112, 3, 2) == (0, 1)  # = torchvision's ceil-mode maxpool1: no padding, one extra row
+    assert same(5, 3, 1) == (1, 1) and same(7, 2, 2) == (0, 1) and same(4, 1, 2) == (0, 0)
+
+
+def test_torchvision_ceil_pools_pad_inside_the_op_at_224():
+    model = impl_tf.build(shared_spec.load("googlenet"), seed=0)
+    names = {layer.name for layer in model.layers}
+    for pool in ("maxpool1", "maxpool2", "maxpool3"):  # 3/2 ceil on 112, 56, 28: one extra row and column
+        assert f"{pool}.pad" not in names and model.get_layer(pool).get_config()["padding"] == "same", pool
+    assert "maxpool4.pad" not in names and model.get_layer("maxpool4").get_config()["padding"] == "valid"  # 2/2 on 14
+    # d2l's pools pad (1, 1) at stride 2 on even maps: 'same' would pad (0, 1), so they pad explicitly (-inf)
+    d2l = impl_tf.build(shared_spec.load("d2l"), seed=0)
+    assert d2l.get_layer("maxpool1.pad").get_config()["value"] == float("-inf")
+    assert d2l.get_layer("maxpool1").get_config()["padding"] == "valid"
