@@ -28,7 +28,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from shared_spec import weights as W
 
 from . import data
 from . import frameworks as fw_registry
+from .files import atomic_write
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import (its C++ info lines)
 
@@ -170,19 +170,8 @@ def evaluate_model(mod, model, x_uint8: np.ndarray, y: np.ndarray, *, resize: in
 # --------------------------------------------------------------------------- files
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_logs(out: Path, recipe: Recipe, history: list[dict]) -> None:
@@ -193,7 +182,7 @@ def write_logs(out: Path, recipe: Recipe, history: list[dict]) -> None:
     writer.writerows({k: row[k] for k in LOG_FIELDS} for row in history)
     _write_text(out / "log.csv", buffer.getvalue())
     _write_text(out / "log.json", json.dumps({"recipe": recipe.to_dict(), "epochs": history}, indent=2) + "\n")
-    _atomic(out / "curves.png", lambda tmp: plot_curves(history, tmp, title=_title(recipe)))
+    atomic_write(out / "curves.png", lambda tmp: plot_curves(history, tmp, title=_title(recipe)))
 
 
 def _title(recipe: Recipe) -> str:
@@ -247,7 +236,7 @@ def save_checkpoint(out: Path, trainer, mod, recipe: Recipe, epoch: int, steps: 
         mod.save_weights(trainer.model, weights)  # atomic (shared_spec.weights.save_weights)
         optimizer_file = f"{stem}.optimizer{trainer.optimizer_suffix}" if trainer.optimizer_suffix else None
         if optimizer_file:
-            _atomic(out / optimizer_file, trainer.save_optimizer)
+            atomic_write(out / optimizer_file, trainer.save_optimizer)
         meta = {"format": CHECKPOINT_FORMAT, "framework": recipe.framework, "epoch": epoch, "steps": steps,
                 "weights": weights.name, "optimizer_state": optimizer_file, "recipe": recipe.to_dict(),
                 "history": history}
