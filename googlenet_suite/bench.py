@@ -32,6 +32,45 @@ from . import render
 
 HAND_WRITTEN_VARIANT = "googlenet"  # the hand-written models are torchvision's GoogLeNet
 RATIO_LIMIT = 1.02
+SOURCES = ("spec", "hand")
+MODES = ("plain", "fast")
+DEVICES = ("auto", "cpu", "gpu")
+
+
+# --------------------------------------------------------------------------- shared by the runners
+
+
+def check_options(source: str, mode: str, batch: int) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}. Received: source={source!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={mode!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1. Received: batch={batch!r}")
+
+
+def check_handwritten(spec: shared_spec.Spec, params: int) -> None:
+    """The hand-written model is torchvision's GoogLeNet: refuse a spec it is not (ratio would be meaningless)."""
+    expected = shared_spec.analyze(spec).params
+    if spec.aux_logits or params != expected:
+        raise RuntimeError(f"the hand-written model is torchvision's GoogLeNet without aux heads "
+                           f"({params:,} parameters); variant {spec.variant!r} has {expected:,}"
+                           f"{' and aux heads' if spec.aux_logits else ''}: not the same network")
+
+
+def compile_now(runner, train: bool, what: str) -> None:
+    """One forward (and one training step) at setup, so that compilation counts in ``setup_s`` and never in
+    the timed calls; a failure is a RuntimeError naming ``what`` and the root cause, never a fallback."""
+    try:
+        runner.forward()
+        if train:
+            runner.train_step()
+    except Exception as exc:
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        lines = str(cause).strip().splitlines() or [""]
+        raise RuntimeError(f"{what} failed: {type(cause).__name__}: {lines[0]}") from exc
 
 
 def _reset_peak_rss() -> None:

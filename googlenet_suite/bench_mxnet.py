@@ -22,9 +22,8 @@ from mxnet.gluon import nn
 
 import shared_spec
 
-SOURCES = ("spec", "hand")
-MODES = ("plain", "fast")
-DEVICES = ("auto", "cpu", "gpu")
+from .bench import DEVICES, check_handwritten, check_options, compile_now
+
 LR = 0.01
 SEED = 0
 
@@ -143,24 +142,6 @@ def resolve_device(device: str) -> mx.Context:
     return mx.gpu(0) if device == "gpu" or (device == "auto" and gpus) else mx.cpu()
 
 
-def check_options(source: str, mode: str, batch: int) -> None:
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}. Received: source={source!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={mode!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1. Received: batch={batch!r}")
-
-
-def check_handwritten(spec: shared_spec.Spec, params: int) -> None:
-    """The hand-written model is torchvision's GoogLeNet: refuse a spec it is not (ratio would be meaningless)."""
-    expected = shared_spec.analyze(spec).params
-    if spec.aux_logits or params != expected:
-        raise RuntimeError(f"the hand-written model is torchvision's GoogLeNet without aux heads "
-                           f"({params:,} parameters); variant {spec.variant!r} has {expected:,}"
-                           f"{' and aux heads' if spec.aux_logits else ''}: not the same network")
-
-
 def trainable_params(net: gluon.Block) -> int:
     return sum(int(np.prod(p.shape)) for p in net.collect_params().values() if p.grad_req != "null")
 
@@ -168,21 +149,6 @@ def trainable_params(net: gluon.Block) -> int:
 def _gpu_used(ctx: mx.Context) -> int:
     free, total = mx.context.gpu_memory_info(ctx.device_id)
     return total - free
-
-
-def compile_now(runner, train: bool, what: str) -> None:
-    """One forward (and one training step) at setup, so that compilation counts in ``setup_s`` and never in
-    the timed calls; a failure is a RuntimeError naming ``what`` and the root cause."""
-    try:
-        runner.forward()
-        if train:
-            runner.train_step()
-    except Exception as exc:
-        cause = exc
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        lines = str(cause).strip().splitlines() or [""]
-        raise RuntimeError(f"{what} failed: {type(cause).__name__}: {lines[0]}") from exc
 
 
 class Runner:

@@ -29,9 +29,8 @@ from keras import layers  # noqa: E402
 
 import shared_spec  # noqa: E402
 
-SOURCES = ("spec", "hand")
-MODES = ("plain", "fast")
-DEVICES = ("auto", "cpu", "gpu")
+from .bench import DEVICES, check_handwritten, check_options, compile_now  # noqa: E402
+
 LR = 0.01
 SEED = 0
 
@@ -135,41 +134,8 @@ def resolve_device(device: str) -> str:
     return "/GPU:0" if device == "gpu" or (device == "auto" and has_gpu) else "/CPU:0"
 
 
-def check_options(source: str, mode: str, batch: int) -> None:
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}. Received: source={source!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={mode!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1. Received: batch={batch!r}")
-
-
-def check_handwritten(spec: shared_spec.Spec, params: int) -> None:
-    """The hand-written model is torchvision's GoogLeNet: refuse a spec it is not (ratio would be meaningless)."""
-    expected = shared_spec.analyze(spec).params
-    if spec.aux_logits or params != expected:
-        raise RuntimeError(f"the hand-written model is torchvision's GoogLeNet without aux heads "
-                           f"({params:,} parameters); variant {spec.variant!r} has {expected:,}"
-                           f"{' and aux heads' if spec.aux_logits else ''}: not the same network")
-
-
 def trainable_params(model: keras.Model) -> int:
     return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-
-
-def compile_now(runner, train: bool, what: str) -> None:
-    """One forward (and one training step) at setup, so that compilation counts in ``setup_s`` and never in
-    the timed calls; a failure is a RuntimeError naming ``what`` and the root cause."""
-    try:
-        runner.forward()
-        if train:
-            runner.train_step()
-    except Exception as exc:
-        cause = exc
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        lines = str(cause).strip().splitlines() or [""]
-        raise RuntimeError(f"{what} failed: {type(cause).__name__}: {lines[0]}") from exc
 
 
 class Runner:
