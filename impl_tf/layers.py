@@ -162,14 +162,18 @@ class BatchNorm(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         mean, variance = ops.moments(inputs, axes=self._reduction_axes)
         sizes = [inputs.shape[axis] for axis in self._reduction_axes]
-        if all(size is not None for size in sizes):  # eager, and traced functions: a Python number, one op
+        if all(size is not None for size in sizes):  # eager, and traced functions: one Python number
             count = math.prod(sizes)
-            unbiased = variance * (count / max(count - 1, 1))
+            update = variance * ((1.0 - self.momentum) * count / max(count - 1, 1))
         else:
             count = ops.cast(ops.size(inputs), inputs.dtype) / inputs.shape[self.axis]
-            unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
-        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
+            update = variance * (1.0 - self.momentum) * count / ops.maximum(count - 1.0, 1.0)
+        # As Keras's own call: variables read into tensors first (eager arithmetic on a tensor is cheaper).
+        moving_mean = ops.cast(self.moving_mean, inputs.dtype)
+        moving_variance = ops.cast(self.moving_variance, inputs.dtype)
+        self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(moving_variance * self.momentum + update)
         return ops.batch_normalization(inputs, mean, variance, axis=self.axis,
-                                       offset=self.beta if self.center else None,
-                                       scale=self.gamma if self.scale else None, epsilon=self.epsilon)
+                                       offset=ops.cast(self.beta, inputs.dtype) if self.center else None,
+                                       scale=ops.cast(self.gamma, inputs.dtype) if self.scale else None,
+                                       epsilon=self.epsilon)
