@@ -104,17 +104,30 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-def measure_interleaved(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int) -> dict[str, dict]:
-    """Time several callables in alternation (a, b, a, b, ...), so that load from other processes
-    on a shared machine hits each alike: the spec-built / hand-written ratio stays meaningful."""
+def measure_interleaved(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Time several callables in alternation, each repeat once each, the order reversed every other repeat
+    (a b, b a, a b, ...): load from other processes, and whatever the first call of a repeat pays, hits
+    each alike. Returns each callable's times, repeat by repeat (``times[a][i]`` and ``times[b][i]`` were
+    taken back to back)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(_time(fn))
-    return {name: _stats(values) for name, values in times.items()}
+    order = list(fns)
+    for repeat in range(repeats):
+        for name in (order if repeat % 2 == 0 else order[::-1]):
+            times[name].append(_time(fns[name]))
+    return times
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> dict:
+    """Median and quartiles over repeats of ``numerator[i] / denominator[i]`` (two callables timed back to
+    back by ``measure_interleaved``). Drift on a shared machine (both slower for a while) cancels in each
+    pair; in the ratio of the two medians it does not, and that moves by a few percent from run to run."""
+    ratios = sorted(a / b for a, b in zip(numerator, denominator, strict=True))
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else (ratios[0],) * 3
+    return {"median": statistics.median(ratios), "q1": q1, "q3": q3,
+            "of_medians": statistics.median(numerator) / statistics.median(denominator)}
 
 
 def bench_group(key: str, spec: shared_spec.Spec, *, sources: list[str], mode: str, batch: int, device: str,
@@ -142,10 +155,12 @@ def bench_group(key: str, spec: shared_spec.Spec, *, sources: list[str], mode: s
                  "error": f"{type(exc).__name__}: {exc}".splitlines()[0]} for s in rows]
     for source, runner in runners.items():
         row = rows[source]
-        f = fwd[source]
-        row["forward"] = {**f, "images_per_s": batch / f["median_s"], "latency_ms": f["median_s"] * 1000}
+        f = _stats(fwd[source])
+        row["forward"] = {**f, "images_per_s": batch / f["median_s"], "latency_ms": f["median_s"] * 1000,
+                          "times_s": fwd[source]}
         if train:
-            row["train"] = {**step[source], "images_per_s": batch / step[source]["median_s"]}
+            t = _stats(step[source])
+            row["train"] = {**t, "images_per_s": batch / t["median_s"], "times_s": step[source]}
         row["peak_gpu_bytes"] = runner.peak_gpu_bytes()
         row["peak_rss_bytes"] = peak_rss_bytes()  # of the group: spec-built and hand-written live together
     return [rows[s] for s in sources]
@@ -198,17 +213,21 @@ def _speedups(rows) -> list[dict]:
 
 
 def _ratios(rows) -> list[dict]:
-    """spec-built / hand-written median time (<= RATIO_LIMIT means building from the spec is free)."""
+    """spec-built / hand-written time per pair of back-to-back calls, median over the repeats (<= RATIO_LIMIT
+    means building from the spec is free); the quartiles and the ratio of the two medians come with it."""
     index = {_key(r): r for r in rows if "forward" in r}
     out = []
     for row in rows:
         if row.get("source") == "hand" and "forward" in row:
             spec_row = index.get(_key(row, source="spec"))
             if spec_row:
-                entry = {"framework": row["framework"], "batch": row["batch"], "mode": row["mode"],
-                         "forward": spec_row["forward"]["median_s"] / row["forward"]["median_s"]}
-                if "train" in row and "train" in spec_row:
-                    entry["train"] = spec_row["train"]["median_s"] / row["train"]["median_s"]
+                entry = {"framework": row["framework"], "batch": row["batch"], "mode": row["mode"]}
+                for part in ("forward", "train"):
+                    if part in row and part in spec_row:
+                        ratio = paired_ratio(spec_row[part]["times_s"], row[part]["times_s"])
+                        entry[part] = ratio["median"]
+                        entry[f"{part}_spread"] = [ratio["q1"], ratio["q3"]]
+                        entry[f"{part}_of_medians"] = ratio["of_medians"]
                 entry["within_limit"] = all(entry[k] <= RATIO_LIMIT for k in ("forward", "train") if k in entry)
                 out.append(entry)
     return out
@@ -216,6 +235,13 @@ def _ratios(rows) -> list[dict]:
 
 def _mb(value) -> str:
     return f"{value / 2**20:.0f} MiB" if value else "-"
+
+
+def _ratio_cell(entry: dict, part: str) -> str:
+    if part not in entry:
+        return "-"
+    q1, q3 = entry[f"{part}_spread"]
+    return f"{entry[part]:.3f} [{q1:.3f}, {q3:.3f}]"
 
 
 def render_result(result: dict, fmt: str) -> str:
@@ -245,12 +271,14 @@ def render_result(result: dict, fmt: str) -> str:
         text += "\n" + render.render_table("fast / plain speed-up", ["framework", "variant", "batch", "forward",
                                                                     "train step"], rows, fmt)
     if result["spec_vs_hand"]:
-        rows = [[s["framework"], s["batch"], s["mode"], f"{s['forward']:.3f}",
-                 f"{s['train']:.3f}" if "train" in s else "-", "yes" if s["within_limit"] else "NO"]
+        rows = [[s["framework"], s["batch"], s["mode"], _ratio_cell(s, "forward"), _ratio_cell(s, "train"),
+                 " / ".join(f"{s[f'{k}_of_medians']:.3f}" for k in ("forward", "train") if k in s),
+                 "yes" if s["within_limit"] else "NO"]
                 for s in result["spec_vs_hand"]]
-        text += "\n" + render.render_table(f"spec-built / hand-written time (limit {RATIO_LIMIT})",
+        text += "\n" + render.render_table(f"spec-built / hand-written time, median of back-to-back pairs "
+                                           f"[quartiles] (limit {RATIO_LIMIT})",
                                            ["framework", "batch", "mode", "forward", "train step",
-                                            f"<= {RATIO_LIMIT}"], rows, fmt)
+                                            "ratio of medians", f"<= {RATIO_LIMIT}"], rows, fmt)
     return text
 
 

@@ -80,6 +80,47 @@ def changed(before, after) -> bool:
     return any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+# --------------------------------------------------------------------------- timing and the spec/hand ratio
+
+
+def test_measure_interleaved_alternates_the_order_and_keeps_each_repeat():
+    calls = []
+    fns = {"spec": lambda: calls.append("spec"), "hand": lambda: calls.append("hand")}
+    times = bench.measure_interleaved(fns, repeats=4, warmup=1)
+    assert calls == ["spec", "hand"] + ["spec", "hand", "hand", "spec", "spec", "hand", "hand", "spec"]
+    assert sorted(times) == ["hand", "spec"]
+    assert all(len(values) == 4 and all(t >= 0 for t in values) for values in times.values())
+
+
+def _timed_rows(spec_times, hand_times):
+    def row(source, times):
+        return {"framework": "tf", "variant": "googlenet", "batch": 1, "mode": "plain", "source": source,
+                "forward": {"median_s": float(np.median(times)), "times_s": list(times)}}
+    return [row("spec", spec_times), row("hand", hand_times)]
+
+
+def test_ratio_pairs_calls_so_that_drift_cancels():
+    """The machine slows down for good between the two calls of repeat 3: every other pair is 1.0, and
+    so is their median; the two medians land on either side of the change (1.3)."""
+    (ratio,) = bench._ratios(_timed_rows(spec_times=[0.10, 0.10, 0.13, 0.13, 0.13],
+                                         hand_times=[0.10, 0.10, 0.10, 0.13, 0.13]))
+    assert ratio["forward_of_medians"] == pytest.approx(1.3)
+    assert ratio["forward"] == pytest.approx(1.0) and ratio["within_limit"] is True
+
+
+def test_ratio_reports_a_real_overhead():
+    """A spec-built model 3% slower in every pair fails the limit, however noisy the machine."""
+    rng = np.random.default_rng(0)
+    hand = list(0.1 * (1 + rng.uniform(0, 0.3, size=25)))
+    (ratio,) = bench._ratios(_timed_rows([h * 1.03 for h in hand], hand))
+    assert ratio["forward"] == pytest.approx(1.03)
+    assert ratio["forward_spread"] == pytest.approx([1.03, 1.03])
+    assert ratio["within_limit"] is False
+    assert "train" not in ratio
+    assert "1.030 [1.030, 1.030]" in bench.render_result({"rows": [], "frameworks": {}, "speedups": [],
+                                                          "spec_vs_hand": [ratio]}, "table")
+
+
 # --------------------------------------------------------------------------- runners
 
 
@@ -289,6 +330,7 @@ def test_cli_bench_json_and_plot(capsys, tmp_path):
                              ("train", ("images_per_s", "median_s", "iqr_s"))):
             assert all(isinstance(row[part][f], (int, float)) and row[part][f] >= 0 for f in fields), row[part]
             assert row[part]["images_per_s"] > 0 and row[part]["repeats"] == 1
+            assert len(row[part]["times_s"]) == 1 and row[part]["times_s"][0] == row[part]["median_s"]
         assert row["forward"]["latency_ms"] == pytest.approx(row["forward"]["median_s"] * 1000)
         assert row["peak_gpu_bytes"] is None
         assert isinstance(row["peak_rss_bytes"], int) and row["peak_rss_bytes"] > 0
@@ -298,6 +340,9 @@ def test_cli_bench_json_and_plot(capsys, tmp_path):
     for ratio in ratios.values():
         assert ratio["batch"] == BATCH and ratio["mode"] == "plain"
         assert ratio["forward"] > 0 and ratio["train"] > 0 and isinstance(ratio["within_limit"], bool)
+        for part in ("forward", "train"):  # one repeat: one pair, whose ratio is also the medians' ratio
+            assert ratio[f"{part}_spread"] == [ratio[part]] * 2
+            assert ratio[f"{part}_of_medians"] == pytest.approx(ratio[part])
     assert png.read_bytes()[:8] == PNG_SIGNATURE
     table = bench.render_result(data, "table")
     assert "spec-built / hand-written" in table and "hand-written" in table
