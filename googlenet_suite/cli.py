@@ -321,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--mode", choices=("plain", "fast", "both"), default="both")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed calls per model and measurement (default 5, a quick look; judge the "
+                        "spec/hand-written ratio on 60 or more)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     p.add_argument("--no-handwritten", action="store_true", help="skip the hand-written reference models")
