@@ -174,7 +174,7 @@ def cmd_compare(args) -> int:
     names = args.variants or [None]
     specs = [_load(name, args) for name in names]
     result = harness.compare(specs, keys, batch=args.batch, device=args.device, seed=args.seed,
-                             progress=_progress())
+                             require_all=args.require_all, progress=_progress())
     _write_output(render.render_compare(result, args.format, stages=args.stages), args.output)
     return EXIT_OK if result["agree"] else EXIT_DISAGREE
 
@@ -300,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stages", action="store_true", help="one row per stage instead of per layer")
+    p.add_argument("--require-all", action="store_true",
+                   help="a framework of --frameworks that is not installed fails the check (exit 1) "
+                        "instead of being left out")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
     p.set_defaults(func=cmd_compare)

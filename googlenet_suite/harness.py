@@ -75,8 +75,12 @@ def _oracle_section(spec: shared_spec.Spec, report: shared_spec.Analysis) -> dic
 
 
 def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, device: str = "auto", seed: int = 0,
-                    tolerance: float = TOLERANCE, progress: Callable[[str], object] | None = None) -> dict:
-    """Compare one resolved variant across ``keys``. Returns a JSON-ready dict."""
+                    tolerance: float = TOLERANCE, require_all: bool = False,
+                    progress: Callable[[str], object] | None = None) -> dict:
+    """Compare one resolved variant across ``keys``. Returns a JSON-ready dict.
+
+    A framework that is not installed is reported and otherwise left out of the verdict, unless
+    ``require_all``: then it makes the variant fail (``agree`` false, verdict INCOMPLETE)."""
     say = progress or (lambda message: nullcontext())
     report = shared_spec.analyze(spec)
     oracle_shapes = {i.name: tuple(i.out_shape) for i in report.layers}
@@ -161,8 +165,9 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
         res.pop("_logits", None)
         res.pop("_acts", None)
     ok = [key for key, res in results.items() if res["status"] == "ok"]
+    failing = {"error", "missing"} if require_all else {"error"}
     agree = bool(ok) and all(results[key]["agree"] for key in ok) and all(
-        res["status"] != "error" for res in results.values())
+        res["status"] not in failing for res in results.values())
     return {
         "variant": spec.variant,
         "input": {"shape": [batch, *spec.input_shape], "seed": seed},
@@ -173,11 +178,12 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
         "oracle": _oracle_section(spec, report),
         "frameworks": results,
         "agree": agree,
-        "verdict": _verdict(spec.variant, results, reference, tolerance),
+        "require_all": require_all,
+        "verdict": _verdict(spec.variant, results, reference, tolerance, require_all),
     }
 
 
-def _verdict(variant: str, results: dict, reference: str | None, tolerance: float) -> str:
+def _verdict(variant: str, results: dict, reference: str | None, tolerance: float, require_all: bool = False) -> str:
     ok = [key for key, res in results.items() if res["status"] == "ok"]
     if not ok:
         return f"{variant}: no framework could run"
@@ -197,6 +203,8 @@ def _verdict(variant: str, results: dict, reference: str | None, tolerance: floa
     if problems:
         return f"{variant}: DISAGREE: " + "; ".join(problems)
     missing = [key for key, res in results.items() if res["status"] == "missing"]
+    if missing and require_all:
+        return f"{variant}: INCOMPLETE: not installed: {', '.join(missing)} (--require-all); {', '.join(ok)} ran"
     diffs = [results[key].get("max_abs_diff", 0.0) for key in ok if key != reference]
     tail = f" (max abs diff {max(diffs):.2e} <= {tolerance:g})" if diffs else ""
     skipped = f"; not installed: {', '.join(missing)}" if missing else ""

@@ -83,7 +83,35 @@ def test_compare_reports_a_missing_framework(capsys, monkeypatch):
     assert tf["status"] == "missing" and "pip install" in tf["hint"] and "[tf]" in tf["hint"]
     others = [k for k in keys if k != "tf"]
     assert all(data["variants"][0]["frameworks"][k]["status"] == "ok" for k in others)
-    assert code == 0
+    assert code == 0 and data["agree"] is True and data["variants"][0]["require_all"] is False
+
+
+def test_compare_require_all_fails_on_a_missing_framework(capsys, monkeypatch):
+    keys = _installed()
+    real = fw_registry.load
+
+    def fake(key):
+        if key == "tf":
+            raise fw_registry.FrameworkMissing("Keras 3 (TF) is not installed")
+        return real(key)
+
+    monkeypatch.setattr(fw_registry, "load", fake)
+    others = [k for k in keys if k != "tf"]
+    code, out, _ = run(capsys, "compare", "d2l", "--format", "json", "--input-size", "32", "32", "--require-all",
+                       "--frameworks", ",".join([*others, "tf"]))
+    data = json.loads(out)
+    (report,) = data["variants"]
+    assert code == 1 and data["agree"] is False and report["agree"] is False and report["require_all"] is True
+    assert report["verdict"] == f"d2l: INCOMPLETE: not installed: tf (--require-all); {', '.join(others)} ran"
+    assert all(report["frameworks"][k]["status"] == "ok" and report["frameworks"][k]["agree"] for k in others)
+
+
+def test_compare_require_all_passes_when_every_named_framework_runs(capsys):
+    keys = _installed()
+    code, out, _ = run(capsys, "compare", "d2l", "--format", "json", "--input-size", "32", "32", "--require-all",
+                       "--frameworks", ",".join(keys[:2]))
+    data = json.loads(out)
+    assert code == 0 and data["agree"] is True and data["variants"][0]["verdict"].startswith("d2l: AGREE: ")
 
 
 def test_compare_disagreement_exits_1_and_names_the_layer(capsys, monkeypatch):
