@@ -120,14 +120,14 @@ def measure_interleaved(fns: dict[str, Callable[[], object]], *, repeats: int, w
     return times
 
 
-def paired_ratio(numerator: list[float], denominator: list[float]) -> dict:
-    """Median and quartiles over repeats of ``numerator[i] / denominator[i]`` (two callables timed back to
-    back by ``measure_interleaved``). Drift on a shared machine (both slower for a while) cancels in each
-    pair; in the ratio of the two medians it does not, and that moves by a few percent from run to run."""
+def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, float, float]:
+    """Median and quartiles ``(median, q1, q3)`` over repeats of ``numerator[i] / denominator[i]`` (two
+    callables timed back to back by ``measure_interleaved``). Drift on a shared machine (both slower for a
+    while) cancels in each pair; in the ratio of the two medians it does not, and that moves by a few
+    percent from run to run."""
     ratios = sorted(a / b for a, b in zip(numerator, denominator, strict=True))
     q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else (ratios[0],) * 3
-    return {"median": statistics.median(ratios), "q1": q1, "q3": q3,
-            "of_medians": statistics.median(numerator) / statistics.median(denominator)}
+    return statistics.median(ratios), q1, q3
 
 
 def bench_group(key: str, spec: shared_spec.Spec, *, sources: list[str], mode: str, batch: int, device: str,
@@ -224,10 +224,10 @@ def _ratios(rows) -> list[dict]:
                 entry = {"framework": row["framework"], "batch": row["batch"], "mode": row["mode"]}
                 for part in ("forward", "train"):
                     if part in row and part in spec_row:
-                        ratio = paired_ratio(spec_row[part]["times_s"], row[part]["times_s"])
-                        entry[part] = ratio["median"]
-                        entry[f"{part}_spread"] = [ratio["q1"], ratio["q3"]]
-                        entry[f"{part}_of_medians"] = ratio["of_medians"]
+                        median, q1, q3 = paired_ratio(spec_row[part]["times_s"], row[part]["times_s"])
+                        entry[part] = median
+                        entry[f"{part}_spread"] = [q1, q3]
+                        entry[f"{part}_of_medians"] = spec_row[part]["median_s"] / row[part]["median_s"]
                 entry["within_limit"] = all(entry[k] <= RATIO_LIMIT for k in ("forward", "train") if k in entry)
                 out.append(entry)
     return out
