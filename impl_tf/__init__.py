@@ -15,8 +15,8 @@ from .layers import (AdaptiveAveragePooling2D, BatchNorm, ConstantPadding2D, Exc
                      LocalResponseNorm)
 
 __all__ = [
-    "BACKEND", "keras_name", "AdaptiveAveragePooling2D", "BatchNorm", "ConstantPadding2D", "ExcludePadAveragePooling2D", "GoogLeNet",
+    "AdaptiveAveragePooling2D", "BACKEND", "BatchNorm", "ConstantPadding2D", "ExcludePadAveragePooling2D", "GoogLeNet",
     "LocalResponseNorm", "OPS", "build", "count_params", "device_of", "export_weights", "flattened_maps", "forward",
-    "framework_version", "import_weights", "layer_outputs", "load_weights", "loss_of", "output_layer_name",
-    "save_weights", "train_step",
+    "framework_version", "import_weights", "keras_name", "layer_outputs", "load_weights", "loss_of",
+    "output_layer_name", "save_weights", "train_step",
 ]

@@ -170,25 +170,26 @@ def _pool(layer: Pool, x, ctx: _Context):
     bottom += ceil_extra_padding(height, kh, sh, top, bottom, layer.rounding)
     right += ceil_extra_padding(width, kw, sw, left, right, layer.rounding)
     padding = ((top, bottom), (left, right))
+    name, pad_name = keras_name(layer.name), keras_name(f"{layer.name}.pad")
     if layer.op == "maxpool":
         # A max pool ignores padded cells, as -inf padding does: where 'same' pads exactly what the spec pads
         # (ceil rounding's extra included: torchvision's four stride-2 pools at 224), the pool pads inside
         # the op instead of copying the map into a padded one first (~4% of an eager CPU forward).
         if (top or bottom or left or right) and padding == (keras_same_padding(height, kh, sh),
                                                             keras_same_padding(width, kw, sw)):
-            return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="same", name=keras_name(layer.name))(x)
+            return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="same", name=name)(x)
         if top or bottom or left or right:
-            x = ConstantPadding2D(padding, value=float("-inf"), name=keras_name(f"{layer.name}.pad"))(x)
-        return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="valid", name=keras_name(layer.name))(x)
+            x = ConstantPadding2D(padding, value=float("-inf"), name=pad_name)(x)
+        return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="valid", name=name)(x)
     if (bottom, right) != (layer.padding[1], layer.padding[3]):
         raise ValueError(f"{layer.name}: a ceil-mode average pool whose last window hangs over the input "
                          f"is not supported")  # the oracle rejects these specs already
     if not (top or bottom or left or right):
-        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=keras_name(layer.name))(x)
+        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=name)(x)
     if layer.count_include_pad:
-        x = keras.layers.ZeroPadding2D(padding, name=keras_name(f"{layer.name}.pad"))(x)
-        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=keras_name(layer.name))(x)
-    return ExcludePadAveragePooling2D(layer.kernel, layer.stride, padding, name=keras_name(layer.name))(x)
+        x = keras.layers.ZeroPadding2D(padding, name=pad_name)(x)
+        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=name)(x)
+    return ExcludePadAveragePooling2D(layer.kernel, layer.stride, padding, name=name)(x)
 
 
 def _global_avgpool(layer: GlobalAvgPool, x, ctx: _Context):
