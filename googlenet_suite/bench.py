@@ -1,7 +1,7 @@
 """``googlenet-suite bench``: the three frameworks' speed side by side, plain and fast.
 
 Framework-neutral part: warm-up, repeats, statistics, memory, rendering, plot.
-Each framework plugs in through ``googlenet_suite.bench_<key>.runner(...)``,
+Each framework plugs in through ``impl_<key>.bench.runner(...)`` (found through the registry),
 which returns an object with:
 
 - ``forward()``: one eval-mode forward of a batch already on the device,
@@ -18,7 +18,6 @@ the benchmark to show that building from the spec costs nothing at run time.
 
 from __future__ import annotations
 
-import importlib
 import json
 import statistics
 import time
@@ -26,51 +25,17 @@ from pathlib import Path
 from typing import Callable
 
 import shared_spec
+from shared_spec import contract
 
 from . import frameworks as fw_registry
 from . import render
+from .console import UsageError, progress, write_file
 
 HAND_WRITTEN_VARIANT = "googlenet"  # the hand-written models are torchvision's GoogLeNet
 RATIO_LIMIT = 1.02
-SOURCES = ("spec", "hand")
-MODES = ("plain", "fast")
-DEVICES = ("auto", "cpu", "gpu")
-
-
-# --------------------------------------------------------------------------- shared by the runners
-
-
-def check_options(source: str, mode: str, batch: int) -> None:
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}. Received: source={source!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={mode!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1. Received: batch={batch!r}")
-
-
-def check_handwritten(spec: shared_spec.Spec, params: int) -> None:
-    """The hand-written model is torchvision's GoogLeNet: refuse a spec it is not (ratio would be meaningless)."""
-    expected = shared_spec.analyze(spec).params
-    if spec.aux_logits or params != expected:
-        raise RuntimeError(f"the hand-written model is torchvision's GoogLeNet without aux heads "
-                           f"({params:,} parameters); variant {spec.variant!r} has {expected:,}"
-                           f"{' and aux heads' if spec.aux_logits else ''}: not the same network")
-
-
-def compile_now(runner, train: bool, what: str) -> None:
-    """One forward (and one training step) at setup, so that compilation counts in ``setup_s`` and never in
-    the timed calls; a failure is a RuntimeError naming ``what`` and the root cause, never a fallback."""
-    try:
-        runner.forward()
-        if train:
-            runner.train_step()
-    except Exception as exc:
-        cause = exc
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        lines = str(cause).strip().splitlines() or [""]
-        raise RuntimeError(f"{what} failed: {type(cause).__name__}: {lines[0]}") from exc
+SOURCES = contract.BENCH_SOURCES
+MODES = contract.BENCH_MODES
+DEVICES = contract.DEVICES
 
 
 def _reset_peak_rss() -> None:
@@ -133,7 +98,7 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[floa
 def bench_group(key: str, spec: shared_spec.Spec, *, sources: list[str], mode: str, batch: int, device: str,
                 repeats: int, warmup: int, train: bool) -> list[dict]:
     """One row per source (spec-built, hand-written), measured interleaved in one process."""
-    module = importlib.import_module(f"googlenet_suite.bench_{key}")
+    module = fw_registry.part(key, "bench")
     _reset_peak_rss()
     runners, rows = {}, {}
     for source in sources:
@@ -178,7 +143,7 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
             status[key] = {"status": "missing", "hint": str(exc)}
             continue
         # a device the framework cannot use is bad input (exit 2), checked once before any measurement
-        importlib.import_module(f"googlenet_suite.bench_{key}").resolve_device(device)
+        fw_registry.part(key, "bench").resolve_device(device)
         for spec in specs:
             sources = ["spec"] + (["hand"] if handwritten and spec.variant == HAND_WRITTEN_VARIANT
                                   and not spec.aux_logits else [])
@@ -311,8 +276,6 @@ def plot(result: dict, path: str) -> None:
 
 
 def main(args, *, load_spec, write_output) -> int:
-    from .cli import UsageError, _atomic_write, _progress
-
     keys = fw_registry.parse_frameworks(args.frameworks)
     if any(b < 1 for b in args.batch):
         raise UsageError(f"--batch must be >= 1. Received: --batch {' '.join(map(str, args.batch))}")
@@ -325,8 +288,8 @@ def main(args, *, load_spec, write_output) -> int:
     modes = ["plain", "fast"] if args.mode == "both" else [args.mode]
     result = run(specs, keys, batches=args.batch, modes=modes, device=args.device, repeats=args.repeats,
                  warmup=args.warmup, train=not args.no_train, handwritten=not args.no_handwritten,
-                 progress=_progress())
+                 progress=progress())
     write_output(render_result(result, args.format), args.output)
     if args.plot:
-        _atomic_write(Path(args.plot), lambda tmp: plot(result, tmp))
+        write_file(Path(args.plot), lambda tmp: plot(result, tmp))
     return 0

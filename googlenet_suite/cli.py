@@ -7,7 +7,6 @@ builds a model its own way. Bad input is one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -20,13 +19,9 @@ import shared_spec
 from . import data as datasets
 from . import frameworks as fw_registry
 from . import render
-from .files import atomic_write
+from .console import UsageError, progress as _progress, write_file as _atomic_write
 
 EXIT_OK, EXIT_DISAGREE, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class UsageError(ValueError):
-    """Bad command-line input (exit code 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,30 +65,6 @@ def _write_output(text: str, path: str | None) -> None:
         return
     _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {path}", file=sys.stderr)
-
-
-def _atomic_write(path: Path, write) -> None:
-    if not path.parent.exists():
-        raise UsageError(f"{path}: directory {path.parent} does not exist")
-    atomic_write(path, write)
-
-
-def _progress():
-    """A status line on stderr while frameworks import and models build."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        def say(message):
-            print(f"... {message}", file=sys.stderr, flush=True)
-            return contextlib.nullcontext()
-        return say
-
-    @contextlib.contextmanager
-    def say(message):
-        with console.status(message):
-            yield
-    return say
 
 
 # --------------------------------------------------------------------------- commands

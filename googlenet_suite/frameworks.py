@@ -1,10 +1,21 @@
-"""The three builders behind one registry: import lazily, report what is missing."""
+"""The registry: the one plug point for a framework or runtime. Import lazily, report what is missing.
+
+A row names the ``impl_X`` package (its builder contract, ``docs/builders.md``), the framework's own
+top-level module, the pyproject extra that installs it and what it can do. Everything else in
+``googlenet_suite`` reads this table: ``compare``'s columns, the CLI's ``--framework`` choices, ``train``
+and ``bench`` (which look for ``impl_X.train`` and ``impl_X.bench``), and the tests.
+"""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
+
+
+#: What an implementation can do beyond the inference contract (build, forward, layer_outputs, weights,
+#: counts): ``train`` is ``train_step`` and the ``impl_X.train`` loop; ``bench`` is an ``impl_X.bench`` runner.
+CAPABILITIES = ("train", "bench")
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +25,10 @@ class Framework:
     module: str  # our builder package
     requires: str  # the framework's own top-level module
     extra: str  # pyproject extra that installs it
+    capabilities: frozenset[str] = frozenset(CAPABILITIES)
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
 
 
 FRAMEWORKS: dict[str, Framework] = {
@@ -21,6 +36,10 @@ FRAMEWORKS: dict[str, Framework] = {
     "tf": Framework("tf", "Keras 3 (TF)", "impl_tf", "tensorflow", "tf"),
     "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet"),
 }
+
+
+def with_capability(capability: str) -> list[str]:
+    return [key for key, fw in FRAMEWORKS.items() if fw.can(capability)]
 
 
 class FrameworkMissing(RuntimeError):
@@ -58,3 +77,8 @@ def load(key: str, *, tensorflow_backend: bool = False) -> ModuleType:
         raise FrameworkMissing(f"Keras runs on TensorFlow here, but KERAS_BACKEND is {module.BACKEND!r}: "
                                f"unset it (compare and the builders run on any Keras backend)")
     return module
+
+
+def part(key: str, name: str) -> ModuleType:
+    """``impl_X.<name>`` (``train``, ``bench``, ``handwritten``) of an installed framework."""
+    return importlib.import_module(f"{FRAMEWORKS[key].module}.{name}")

@@ -1,7 +1,7 @@
 """``googlenet-suite train`` and ``evaluate``: one recipe, one epoch driver, three training loops.
 
-The framework-neutral half of training. The loops themselves live in ``train_torch.py``,
-``train_tf.py`` and ``train_mxnet.py``; each one is that framework's idiom (a torch
+The framework-neutral half of training. The loops themselves live in ``impl_torch/train.py``,
+``impl_tf/train.py`` and ``impl_mxnet/train.py``; each one is that framework's idiom (a torch
 ``DataLoader`` and optimizer, Keras ``compile``/``fit`` on a ``tf.data.Dataset``, a Gluon
 ``DataLoader`` with ``autograd.record()`` and a ``Trainer``). Everything they share is here:
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
 import io
 import json
 import math
@@ -37,6 +36,7 @@ import numpy as np
 
 import shared_spec
 from shared_spec import weights as W
+from shared_spec.contract import ContractError, EpochStats  # noqa: F401  (EpochStats: what the loops return)
 
 from . import data
 from . import frameworks as fw_registry
@@ -53,17 +53,6 @@ LOG_FIELDS = ("epoch", "loss", "train_acc", "test_loss", "test_acc", "examples_p
 
 class TrainError(ValueError):
     """Bad training input (a recipe value, a checkpoint): one line, exit code 2."""
-
-
-@dataclass(frozen=True, slots=True)
-class EpochStats:
-    """What one epoch of training reports, as d2l's ``train_ch6`` does: mean loss and accuracy over the
-    epoch's training batches (training mode, weights changing as it goes), examples and optimizer steps."""
-
-    loss: float
-    accuracy: float
-    examples: int
-    steps: int
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -299,12 +288,12 @@ def resume_recipe(meta: dict, given: dict) -> Recipe:
 
 
 def trainer_module(key: str):
-    """``googlenet_suite.train_torch`` and its builder, or a one-line error when the framework is missing."""
+    """``impl_torch.train`` and its builder, or a one-line error when the framework is missing."""
     try:
         builder = fw_registry.load(key, tensorflow_backend=True)
     except fw_registry.FrameworkMissing as exc:
         raise TrainError(str(exc)) from None
-    return importlib.import_module(f"googlenet_suite.train_{key}"), builder
+    return fw_registry.part(key, "train"), builder
 
 
 def train(recipe: Recipe, out: str | os.PathLike, *, data_dir=None, download: bool = False, resume=None,
@@ -321,7 +310,10 @@ def train(recipe: Recipe, out: str | os.PathLike, *, data_dir=None, download: bo
     start, steps, history = 0, 0, []
     if meta is not None:
         weights, _ = W.load_weights(meta["path"], spec)  # a checkpoint for another model: WeightsError, exit 2
-    trainer = loop.Trainer(spec, recipe)
+    try:
+        trainer = loop.Trainer(spec, recipe, preprocess=data.preprocess)
+    except ContractError as exc:
+        raise TrainError(str(exc)) from None
     try:
         if meta is not None:
             mod.import_weights(trainer.model, weights)

@@ -8,7 +8,7 @@
 """
 
 from .builder import OPS, GoogLeNet, build, named_blocks, named_parameters, pool_plan
-from .runtime import (count_params, device_of, export_weights, forward, framework_version, import_weights,
+from .api import (count_params, device_of, export_weights, forward, framework_version, import_weights,
                       layer_outputs, load_weights, save_weights, train_step)
 
 __all__ = [

@@ -45,9 +45,9 @@ from mxnet.gluon import HybridBlock, Parameter, nn
 
 import shared_spec
 from shared_spec import Aux, Concat, Conv, Init, Layer, Pool, Spec, analyze, ceil_extra_padding, pool_output_size
+from shared_spec import contract as C
 
 Shape = tuple[int, ...]
-DEVICES = ("auto", "cpu", "gpu")
 
 
 # --------------------------------------------------------------------------- blocks
@@ -106,7 +106,7 @@ class ConvUnit(HybridBlock):
         symmetric = top == bottom and left == right
         # Gluon pads symmetrically; anything else is padded explicitly first.
         self._pad_width = None if symmetric else (0, 0, 0, 0, top, bottom, left, right)
-        self._relu = layer.activation == "relu"
+        self._relu = C.check_activation(layer.activation, layer.path) == "relu"
         self.conv = nn.Conv2D(layer.out_channels, layer.kernel, strides=layer.stride,
                               padding=(top, left) if symmetric else (0, 0), use_bias=layer.bias,
                               in_channels=layer.in_channels, prefix=f"{layer.name}.conv.")
@@ -189,7 +189,8 @@ class AuxHead(Sequence):
 
 
 def _dense(layer: shared_spec.Dense, shapes: Mapping[str, Shape]) -> HybridBlock:
-    return nn.Dense(layer.out_features, activation=layer.activation, use_bias=layer.bias,
+    return nn.Dense(layer.out_features, activation=C.check_activation(layer.activation, layer.path),
+                    use_bias=layer.bias,
                     in_units=layer.in_features, prefix=f"{layer.name}.")
 
 
@@ -214,7 +215,7 @@ OPS: dict[str, OpFactory] = {
 def make_block(layer: Layer, shapes: Mapping[str, Shape]) -> HybridBlock:
     factory = OPS.get(layer.op)
     if factory is None:
-        raise ValueError(f"{layer.name}: no MXNet block for op {layer.op!r}; known ops: {', '.join(OPS)}")
+        raise C.unknown_op(layer.op, OPS, layer.path)
     return factory(layer, shapes)
 
 
@@ -303,7 +304,7 @@ def _initializer(key: str, init: Init) -> mx.init.Initializer:
     if init.weight == "xavier_uniform":
         # sqrt(magnitude / ((fan_in + fan_out) / 2)) = sqrt(6 / (fan_in + fan_out)): Glorot uniform.
         return mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=3)
-    raise ValueError(f"unknown init.weight {init.weight!r}")
+    raise C.ContractError(f"unknown init. Received: init.weight={init.weight!r}")
 
 
 # --------------------------------------------------------------------------- build
@@ -327,12 +328,10 @@ def named_parameters(model: HybridBlock) -> dict[str, Parameter]:
 
 
 def context(device: str) -> mx.Context:
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}. Received: device={device!r}")
-    gpus = mx.context.num_gpus()
-    if device == "gpu" and not gpus:
-        raise ValueError(f"MXNet sees no GPU (mx.context.num_gpus() == 0). Received: device={device!r}")
-    return mx.gpu(0) if device == "gpu" or (device == "auto" and gpus) else mx.cpu()
+    """``shared_spec.contract``'s device rule, with MXNet's first GPU."""
+    chosen = C.resolve_device(device, has_gpu=lambda: mx.context.num_gpus() > 0,
+                              framework="MXNet (mx.context.num_gpus() == 0)")
+    return mx.gpu(0) if chosen == "gpu" else mx.cpu()
 
 
 def build(spec: Spec, *, device: str = "auto", seed: int | None = None, hybridize: bool = False) -> GoogLeNet:
@@ -342,13 +341,10 @@ def build(spec: Spec, *, device: str = "auto", seed: int | None = None, hybridiz
     sizes depend on it). ``seed`` seeds MXNet's RNG: the same seed gives
     bit-identical weights. ``hybridize=True`` hybridizes with ``static_alloc``.
     """
-    if not isinstance(spec, Spec):
-        raise ValueError(f"spec must be a shared_spec.Spec from shared_spec.load(...). "
-                         f"Received: spec={type(spec).__name__}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed must be None or an integer >= 0. Received: seed={seed!r}")
+    C.check_spec(spec)
+    C.check_seed(seed)
     if not isinstance(hybridize, bool):
-        raise ValueError(f"hybridize must be True or False. Received: hybridize={hybridize!r}")
+        raise C.ContractError(f"hybridize must be True or False. Received: hybridize={hybridize!r}")
     ctx = context(device)
     model = GoogLeNet(spec)
     if seed is not None:

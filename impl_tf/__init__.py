@@ -8,9 +8,9 @@ The builder contract (``docs/builders.md``)::
     logits = impl_tf.forward(model, x_nchw)                        # numpy in, numpy out
 """
 
-from .builder import (BACKEND, OPS, GoogLeNet, build, count_params, device_of, export_weights, flattened_maps, forward,
-                      framework_version, import_weights, layer_outputs, load_weights, loss_of, output_layer_name,
-                      keras_name, save_weights, train_step)
+from .api import (count_params, export_weights, flattened_maps, forward, framework_version, import_weights,
+                  layer_outputs, load_weights, loss_of, output_layer_name, save_weights, train_step)
+from .builder import BACKEND, OPS, GoogLeNet, build, device_of, keras_name
 from .layers import (AdaptiveAveragePooling2D, BatchNorm, ConstantPadding2D, ExcludePadAveragePooling2D,
                      LocalResponseNorm)
 

@@ -21,17 +21,14 @@ from typing import Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import contextlib  # noqa: E402
 import importlib  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import shared_spec  # noqa: E402
 from shared_spec import (LRN, AdaptiveAvgPool, Aux, Concat, Conv, Dense, Dropout, Flatten, GlobalAvgPool,  # noqa: E402
                          Layer, Pool, Spec, ceil_extra_padding)
-from shared_spec.spec import BN_KEYS  # noqa: E402
-from shared_spec.weights import check_weights  # noqa: E402
+from shared_spec import contract as C  # noqa: E402
 
 from .layers import (AdaptiveAveragePooling2D, BatchNorm, ConstantPadding2D, ExcludePadAveragePooling2D,  # noqa: E402
                      LocalResponseNorm)
@@ -56,7 +53,6 @@ def _layers_by_name(model: keras.Model) -> dict[str, keras.layers.Layer]:
     """The model's layers keyed by dotted name, whatever the backend."""
     return {layer.name.replace(SEP, "."): layer for layer in model.layers}
 
-DEVICES = ("auto", "cpu", "gpu")
 # torchvision's trunc_normal_(std=0.01, a=-2, b=2) cuts at 200 standard deviations. A normal draw
 # lands beyond 8 of them with probability ~1e-15: past that, truncation changes nothing.
 NO_TRUNCATION_SIGMAS = 8.0
@@ -114,9 +110,9 @@ class _Context:
                 return keras.initializers.RandomNormal(mean=0.0, stddev=init.std, seed=seed)
             if np.isclose(low, -2.0) and np.isclose(high, 2.0):
                 return keras.initializers.TruncatedNormal(mean=0.0, stddev=init.std, seed=seed)
-            raise ValueError(f"{self.spec.variant}: trunc_normal bounds a={init.a}, b={init.b} at std={init.std} "
+            raise C.ContractError(f"{self.spec.variant}: trunc_normal bounds a={init.a}, b={init.b} at std={init.std} "
                              f"have no Keras initializer (only +-2 sigma or beyond {NO_TRUNCATION_SIGMAS:g} sigma)")
-        raise ValueError(f"{self.spec.variant}: unknown init.weight {init.weight!r}")
+        raise C.ContractError(f"{self.spec.variant}: unknown init. Received: init.weight={init.weight!r}")
 
     def bias_initializer(self) -> keras.initializers.Initializer:
         return keras.initializers.Constant(self.spec.init.bias)
@@ -158,7 +154,7 @@ def _conv(layer: Conv, x, ctx: _Context):
     if layer.norm is not None:
         x = BatchNorm(axis=-1, momentum=1.0 - layer.norm.momentum, epsilon=layer.norm.eps,
                       name=keras_name(f"{layer.name}.bn"))(x)
-    if layer.activation == "relu":
+    if C.check_activation(layer.activation, layer.path) == "relu":
         x = keras.layers.ReLU(name=keras_name(f"{layer.name}.relu"))(x)
     return x
 
@@ -182,7 +178,7 @@ def _pool(layer: Pool, x, ctx: _Context):
             x = ConstantPadding2D(padding, value=float("-inf"), name=pad_name)(x)
         return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="valid", name=name)(x)
     if (bottom, right) != (layer.padding[1], layer.padding[3]):
-        raise ValueError(f"{layer.name}: a ceil-mode average pool whose last window hangs over the input "
+        raise C.ContractError(f"{layer.name}: a ceil-mode average pool whose last window hangs over the input "
                          f"is not supported")  # the oracle rejects these specs already
     if not (top or bottom or left or right):
         return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=name)(x)
@@ -214,7 +210,8 @@ def _flatten(layer: Flatten, x, ctx: _Context):
 
 
 def _dense(layer: Dense, x, ctx: _Context):
-    return keras.layers.Dense(layer.out_features, activation=layer.activation, use_bias=layer.bias,
+    return keras.layers.Dense(layer.out_features, activation=C.check_activation(layer.activation, layer.path),
+                              use_bias=layer.bias,
                               kernel_initializer=ctx.kernel_initializer(f"{layer.name}.weight"),
                               bias_initializer=ctx.bias_initializer(), name=keras_name(layer.name))(x)
 
@@ -246,7 +243,10 @@ OPS: dict[str, Callable] = {
 
 def _sequence(layers: tuple[Layer, ...], x, ctx: _Context):
     for layer in layers:
-        x = OPS[layer.op](layer, x, ctx)
+        op = OPS.get(layer.op)
+        if op is None:
+            raise C.unknown_op(layer.op, OPS, layer.path)
+        x = op(layer, x, ctx)
     return x
 
 
@@ -278,13 +278,9 @@ def _full_fp32() -> None:
 
 
 def _resolve_device(device: str) -> str:
-    if not isinstance(device, str) or device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}. Received: device={device!r}")
-    if device == "auto":
-        device = "gpu" if _has_gpu() else "cpu"
-    if device == "gpu" and not _has_gpu():
-        raise ValueError(f"device='gpu' but Keras's {BACKEND} backend sees no GPU ({_GPU_CHECK[BACKEND]}). "
-                         f"Received: device={device!r}")
+    """``shared_spec.contract``'s device rule, asking Keras's backend for a GPU."""
+    device = C.resolve_device(device, has_gpu=_has_gpu,
+                              framework=f"Keras's {BACKEND} backend ({_GPU_CHECK[BACKEND]})")
     if device == "gpu":
         _full_fp32()
     return device
@@ -317,10 +313,8 @@ def build(spec: Spec, *, device: str = "auto", seed: int | None = None) -> GoogL
 
     Same ``seed``, same weights (bit-identical); ``seed=None`` draws from Keras's global RNG.
     """
-    if not isinstance(spec, Spec):
-        raise ValueError(f"spec must be a shared_spec.Spec (shared_spec.load(...)). Received: spec={spec!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed must be None or an integer >= 0. Received: seed={seed!r}")
+    C.check_spec(spec)
+    C.check_seed(seed)
     resolved = _resolve_device(device)
     ctx = _Context(spec, None if seed is None else int(seed))
     with _on(resolved):
@@ -328,263 +322,3 @@ def build(spec: Spec, *, device: str = "auto", seed: int | None = None) -> GoogL
         logits = _sequence(spec.layers, inputs, ctx)
         outputs = [logits, *ctx.aux_outputs] if ctx.aux_outputs else logits
         return GoogLeNet(inputs, outputs, spec=spec, name=spec.variant)
-
-
-# --------------------------------------------------------------------------- names and layouts
-
-
-def output_layer_name(layer: Layer) -> str:
-    """The Keras layer whose output is the spec layer's output (a conv unit: its last layer)."""
-    if isinstance(layer, Conv):
-        if layer.activation == "relu":
-            return f"{layer.name}.relu"
-        return f"{layer.name}.bn" if layer.norm is not None else f"{layer.name}.conv"
-    if isinstance(layer, Aux):
-        return output_layer_name(layer.layers[-1])
-    return layer.name
-
-
-def flattened_maps(spec: Spec) -> dict[str, tuple[int, int, int]]:
-    """Layers that see a flattened spatial map, with that map's ``(C, H, W)``.
-
-    Keras flattens ``N x H x W x C`` in ``(h, w, c)`` order, the neutral layout in ``(c, h, w)``
-    order. Listed: each flatten of a spatial map, the layers after it (dropout) whose output is
-    still that vector, and the dense layer that consumes it (its weight's input axis is permuted).
-    """
-    analysis = shared_spec.analyze(spec)
-    found: dict[str, tuple[int, int, int]] = {}
-
-    def visit(layers):
-        pending = None
-        for layer in layers:
-            if isinstance(layer, Flatten):
-                shape = analysis.layer(layer.name).in_shape
-                pending = shape if len(shape) == 3 else None
-            if isinstance(layer, Concat):
-                for branch in layer.branches:
-                    visit(branch.layers)
-            elif isinstance(layer, Aux):
-                visit(layer.layers)
-            elif pending is not None:
-                found[layer.name] = pending
-                if isinstance(layer, Dense):
-                    pending = None
-
-    visit(spec.layers)
-    return found
-
-
-def _hwc_to_chw_order(flat: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
-    """A batch of vectors flattened in (h, w, c) order -> the same in (c, h, w) order."""
-    c, h, w = chw
-    return flat.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(flat.shape)
-
-
-def _chw_to_hwc_order(flat: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
-    c, h, w = chw
-    return flat.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(flat.shape)
-
-
-def _dense_to_neutral(kernel: np.ndarray, chw: tuple[int, int, int] | None) -> np.ndarray:
-    """Keras kernel (in, out), ``in`` in (h, w, c) order -> neutral (out, in), ``in`` in (c, h, w) order."""
-    weight = kernel.T
-    return weight if chw is None else _hwc_to_chw_order(weight, chw)
-
-
-def _dense_from_neutral(weight: np.ndarray, chw: tuple[int, int, int] | None) -> np.ndarray:
-    return (weight if chw is None else _chw_to_hwc_order(weight, chw)).T
-
-
-def _variables(model: GoogLeNet) -> dict[str, tuple[keras.Variable, Callable, Callable]]:
-    """Neutral key -> (Keras variable, to_neutral, from_neutral), in ``spec.weight_shapes()`` order."""
-    layers = _layers_by_name(model)
-    maps = flattened_maps(model.spec)
-    same = (lambda a: a, lambda a: a)
-    out = {}
-    for layer in model.spec.walk():
-        if isinstance(layer, Conv):
-            conv = layers[f"{layer.name}.conv"]
-            # HWIO <-> OIHW
-            out[f"{layer.name}.conv.weight"] = (conv.kernel, lambda a: a.transpose(3, 2, 0, 1),
-                                                lambda a: a.transpose(2, 3, 1, 0))
-            if layer.bias:
-                out[f"{layer.name}.conv.bias"] = (conv.bias, *same)
-            if layer.norm is not None:
-                bn = layers[f"{layer.name}.bn"]
-                for key, variable in zip(BN_KEYS,
-                                         (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)):
-                    out[f"{layer.name}.bn.{key}"] = (variable, *same)
-        elif isinstance(layer, Dense):
-            dense, chw = layers[layer.name], maps.get(layer.name)  # chw: fed by a flatten of that map
-            out[f"{layer.name}.weight"] = (dense.kernel, lambda a, chw=chw: _dense_to_neutral(a, chw),
-                                           lambda a, chw=chw: _dense_from_neutral(a, chw))
-            if layer.bias:
-                out[f"{layer.name}.bias"] = (dense.bias, *same)
-    return out
-
-
-# --------------------------------------------------------------------------- weights
-
-
-def export_weights(model: GoogLeNet) -> dict[str, np.ndarray]:
-    """Every weight and BN statistic in the neutral layout (keys and shapes: ``spec.weight_shapes()``)."""
-    return {key: np.ascontiguousarray(to_neutral(np.asarray(variable.numpy(), dtype=np.float32)))
-            for key, (variable, to_neutral, _) in _variables(model).items()}
-
-
-def import_weights(model: GoogLeNet, weights) -> None:
-    """Set every weight from the neutral layout, after ``check_weights`` (``WeightsError`` names the key)."""
-    check_weights(model.spec, weights)
-    for key, (variable, _, from_neutral) in _variables(model).items():
-        variable.assign(np.ascontiguousarray(from_neutral(np.asarray(weights[key], dtype=np.float32))))
-
-
-def save_weights(model: GoogLeNet, path) -> None:
-    shared_spec.weights.save_weights(path, export_weights(model), model.spec)
-
-
-def load_weights(model: GoogLeNet, path) -> dict[str, str]:
-    """Load a safetensors weight file into ``model``; returns the file's metadata."""
-    weights, meta = shared_spec.weights.load_weights(path, model.spec)
-    import_weights(model, weights)
-    return meta
-
-
-def count_params(model: GoogLeNet) -> tuple[int, int]:
-    """(trainable, buffers): Keras's trainable and non-trainable weights (BN moving mean and variance)."""
-    def size(variables):
-        return sum(int(np.prod(v.shape)) for v in variables)
-
-    return size(model.trainable_weights), size(model.non_trainable_weights)
-
-
-def framework_version() -> str:
-    return f"keras {keras.__version__} ({BACKEND} {_backend.__version__})"
-
-
-# --------------------------------------------------------------------------- running
-
-
-def _check_input(model: GoogLeNet, x) -> np.ndarray:
-    x = np.asarray(x)
-    expected = model.spec.input_shape
-    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-        raise ValueError(f"x must be a float32 N x {' x '.join(map(str, expected))} (NCHW) batch. "
-                         f"Received: x.shape={x.shape}")
-    return np.ascontiguousarray(x.astype(np.float32, copy=False).transpose(0, 2, 3, 1))  # N x H x W x C
-
-
-def _to_numpy(tensor) -> np.ndarray:
-    return np.asarray(keras.ops.convert_to_numpy(tensor))
-
-
-def forward(model: GoogLeNet, x, *, training: bool = False):
-    """Logits for an NCHW numpy batch; ``(main, aux1, aux2)`` in training mode with aux heads on."""
-    if not isinstance(training, bool):
-        raise ValueError(f"training must be True or False. Received: training={training!r}")
-    nhwc = _check_input(model, x)
-    with _on(device_of(model)):
-        outputs = model(nhwc, training=training)
-    if isinstance(outputs, (tuple, list)):
-        return tuple(_to_numpy(out) for out in outputs)
-    return _to_numpy(outputs)
-
-
-def layer_outputs(model: GoogLeNet, x) -> dict[str, np.ndarray]:
-    """Eval-mode output of every layer in ``spec.walk()``, channels-first (N x C x H x W)."""
-    nhwc = _check_input(model, x)
-    names = {layer.name: output_layer_name(layer) for layer in model.spec.walk()}
-    layers = _layers_by_name(model)
-    probe = keras.Model(model.input, {name: layers[keras_name].output for name, keras_name in names.items()})
-    with _on(device_of(model)):
-        outputs = probe(nhwc, training=False)
-    flat = flattened_maps(model.spec)
-    result = {}
-    for name, layer in ((layer.name, layer) for layer in model.spec.walk()):
-        value = _to_numpy(outputs[name])
-        if value.ndim == 4:
-            value = value.transpose(0, 3, 1, 2)
-        elif name in flat and not isinstance(layer, Dense):
-            value = _hwc_to_chw_order(value, flat[name])
-        result[name] = value
-    return result
-
-
-def _labels(model: GoogLeNet, y, batch: int) -> np.ndarray:
-    y = np.asarray(y)
-    classes = model.spec.num_classes
-    if y.shape != (batch,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= classes:
-        raise ValueError(f"y must be {batch} integer class labels in [0, {classes}). "
-                         f"Received: y.shape={y.shape}, y.dtype={y.dtype}")
-    return y.astype(np.int64)
-
-
-def loss_of(spec: Spec, outputs, y):
-    """``mean CE(main) + sum(aux.loss_weight * mean CE(aux_i))``; ``outputs`` as the model returns in training."""
-    def cross_entropy(logits):
-        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
-
-    if not isinstance(outputs, (tuple, list)):
-        return cross_entropy(outputs)
-    main, *aux = outputs
-    loss = cross_entropy(main)
-    for head, logits in zip(spec.aux_heads, aux, strict=True):
-        loss = loss + head.loss_weight * cross_entropy(logits)
-    return loss
-
-
-def train_step(model: GoogLeNet, x, y, *, lr: float = 0.01) -> dict:
-    """One training-mode step of plain SGD; returns the loss, d loss / d x (NCHW) and the new weights.
-
-    The gradient is the backend's own: ``tf.GradientTape``, ``jax.value_and_grad`` over
-    ``model.stateless_call``, or ``torch.autograd.grad``. The update is ``w - lr * grad`` in all three.
-    """
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr must be a finite number >= 0. Received: lr={lr!r}")
-    nhwc = _check_input(model, x)
-    labels = _labels(model, y, len(nhwc))
-    variables = model.trainable_variables
-    with _on(device_of(model)):
-        loss, input_grad, grads = _GRADIENTS[BACKEND](model, nhwc, labels)
-        with _backend.no_grad() if BACKEND == "torch" else contextlib.nullcontext():
-            for variable, grad in zip(variables, grads, strict=True):
-                variable.assign(variable.value - lr * grad)
-    return {"loss": float(loss), "input_grad": _to_numpy(input_grad).transpose(0, 3, 1, 2),
-            "weights": export_weights(model)}
-
-
-def _gradients_tensorflow(model: GoogLeNet, nhwc: np.ndarray, labels: np.ndarray):
-    tf = _backend
-    inputs = tf.convert_to_tensor(nhwc)
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        loss = loss_of(model.spec, model(inputs, training=True), tf.convert_to_tensor(labels))
-    input_grad, *grads = tape.gradient(loss, [inputs, *model.trainable_variables])
-    return loss, input_grad, grads
-
-
-def _gradients_jax(model: GoogLeNet, nhwc: np.ndarray, labels: np.ndarray):
-    jax = _backend
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
-
-    def loss_fn(trainable, inputs):
-        outputs, updated = model.stateless_call(trainable, non_trainable, inputs, training=True)
-        return loss_of(model.spec, outputs, labels), updated
-
-    (loss, updated), (grads, input_grad) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
-        trainable, jax.numpy.asarray(nhwc))
-    for variable, value in zip(model.non_trainable_variables, updated, strict=True):
-        variable.assign(value)  # BN running statistics (and dropout seed state)
-    return loss, input_grad, grads
-
-
-def _gradients_torch(model: GoogLeNet, nhwc: np.ndarray, labels: np.ndarray):
-    torch = _backend
-    inputs = keras.ops.convert_to_tensor(nhwc).requires_grad_(True)
-    loss = loss_of(model.spec, model(inputs, training=True), keras.ops.convert_to_tensor(labels))
-    input_grad, *grads = torch.autograd.grad(loss, [inputs, *(v.value for v in model.trainable_variables)])
-    return loss.detach(), input_grad, grads
-
-
-_GRADIENTS = {"tensorflow": _gradients_tensorflow, "jax": _gradients_jax, "torch": _gradients_torch}

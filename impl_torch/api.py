@@ -8,7 +8,6 @@ layout of ``spec.weight_shapes()`` (PyTorch's own layout, with BN ``weight``/
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from typing import Iterator, Mapping
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared_spec import contract as C
 from shared_spec import weights as W
 
 # neutral key suffix -> torch's name for it (BN affine parameters)
@@ -32,19 +32,11 @@ def _torch_key(key: str) -> str:
 
 
 def _spec(model: nn.Module):
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        raise ValueError(f"model must come from impl_torch.build (it has no .spec). "
-                         f"Received: model={type(model).__name__}")
-    return spec
+    return C.check_model_spec(model, "impl_torch")
 
 
 def _input(model: nn.Module, x) -> torch.Tensor:
-    spec = _spec(model)
-    x = np.asarray(x)
-    if x.ndim != 4 or x.shape[1] != spec.in_channels:
-        raise ValueError(f"x must be an NCHW batch with {spec.in_channels} channels. Received: x.shape={x.shape}")
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(_device(model))
+    return torch.from_numpy(C.check_input(_spec(model), x)).to(_device(model))
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -88,8 +80,7 @@ def forward(model: nn.Module, x, *, training: bool = False):
     Training mode uses dropout and BN batch statistics (and updates the running statistics, as
     torch does); eval mode uses neither. The model's own mode is restored afterwards.
     """
-    if not isinstance(training, bool):
-        raise ValueError(f"training must be True or False. Received: training={training!r}")
+    training = C.check_training(training)
     xt = _input(model, x)
     was_training = model.training
     model.train(training)
@@ -134,14 +125,9 @@ def train_step(model: nn.Module, x, y, *, lr: float = 0.01) -> dict:
     gradients are left in ``.grad``, as after ``optimizer.step()``.
     """
     spec = _spec(model)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr must be a finite number >= 0. Received: lr={lr!r}")
+    lr = C.check_lr(lr)
     xt = _input(model, x).requires_grad_(True)
-    y = np.asarray(y)
-    if y.shape != (xt.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must hold one integer class per example, shape ({xt.shape[0]},). "
-                         f"Received: y.shape={y.shape}, y.dtype={y.dtype}")
-    yt = torch.from_numpy(y.astype(np.int64)).to(xt.device)
+    yt = torch.from_numpy(C.check_labels(spec, y, xt.shape[0])).to(xt.device)
     was_training = model.training
     model.train()
     try:

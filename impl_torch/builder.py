@@ -19,19 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 
 import shared_spec
+from shared_spec import contract as C
 from shared_spec import spec as S
-
-DEVICES = ("auto", "cpu", "gpu")
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(inplace=True)}
 
 
 def _activation(name: str | None, where: str) -> nn.Module | None:
-    if name is None:
+    if C.check_activation(name, where) is None:
         return None
-    if name not in ACTIVATIONS:
-        raise ValueError(f"{where}: unknown activation; expected one of {', '.join(ACTIVATIONS)}. "
-                         f"Received: activation={name!r}")
     return ACTIVATIONS[name]()
 
 
@@ -206,8 +202,7 @@ OPS: dict[str, Callable[[S.Layer], nn.Module]] = {
 def make_layer(layer: S.Layer) -> nn.Module:
     factory = OPS.get(layer.op)
     if factory is None:
-        raise ValueError(f"{layer.path}: no torch module for op {layer.op!r}; known ops: {', '.join(OPS)}. "
-                         f"Received: op={layer.op!r}")
+        raise C.unknown_op(layer.op, OPS, layer.path)
     return factory(layer)
 
 
@@ -215,7 +210,7 @@ def _add(parent: nn.Module, name: str, module: nn.Module, where: str) -> None:
     try:
         parent.add_module(name, module)
     except KeyError:  # the name is already an attribute of the container (``eval``, ``keys``, ``spec``...)
-        raise ValueError(f"{where}: layer name {name!r} clashes with an attribute of torch's "
+        raise C.ContractError(f"{where}: layer name {name!r} clashes with an attribute of torch's "
                          f"{type(parent).__name__}. Received: name={name!r}") from None
 
 
@@ -246,7 +241,7 @@ INITS: dict[str, Callable[[torch.Tensor, S.Init, torch.Generator | None], None]]
 def init_weights(model: nn.Module, init: S.Init, generator: torch.Generator | None = None) -> None:
     """Initialise every conv and dense layer by ``init``, in module (= spec) order; BN gamma 1, beta 0."""
     if init.weight not in INITS:
-        raise ValueError(f"unknown init; expected one of {', '.join(INITS)}. Received: init.weight={init.weight!r}")
+        raise C.ContractError(f"unknown init; expected one of {', '.join(INITS)}. Received: init.weight={init.weight!r}")
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -260,13 +255,9 @@ def init_weights(model: nn.Module, init: S.Init, generator: torch.Generator | No
 
 
 def resolve_device(device: str) -> torch.device:
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}. Received: device={device!r}")
-    if device == "gpu" and not torch.cuda.is_available():
-        raise ValueError(f"device='gpu' but torch sees no CUDA device. Received: device={device!r}")
-    if device == "gpu" or (device == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
+    """``shared_spec.contract``'s device rule, with CUDA as torch's GPU."""
+    chosen = C.resolve_device(device, has_gpu=torch.cuda.is_available, framework="torch")
+    return torch.device("cuda" if chosen == "gpu" else "cpu")
 
 
 def build(spec: S.Spec, *, device: str = "auto", seed: int | None = None) -> GoogLeNet:
@@ -276,10 +267,8 @@ def build(spec: S.Spec, *, device: str = "auto", seed: int | None = None) -> Goo
     bit-identical weights; weights are drawn on the CPU, then moved, so they do not depend on the device.
     ``seed=None`` draws from torch's global RNG.
     """
-    if not isinstance(spec, S.Spec):
-        raise ValueError(f"spec must be a shared_spec.Spec (from shared_spec.load). Received: spec={spec!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed must be None or an integer >= 0. Received: seed={seed!r}")
+    C.check_spec(spec)
+    C.check_seed(seed)
     target = resolve_device(device)
     if seed is None:
         model = GoogLeNet(spec)

@@ -1,4 +1,4 @@
-"""googlenet-suite bench: the per-framework runners (googlenet_suite.bench_<key>) and the CLI.
+"""googlenet-suite bench: the per-framework runners (impl_<key>.bench) and the CLI.
 
 Mechanics only, never speed: every runner runs its forward and its training step on a tiny
 input, the hand-written models are the spec's network (parameter count, same logits for the
@@ -18,11 +18,11 @@ import pytest
 
 import shared_spec
 from googlenet_suite import bench
+from googlenet_suite import frameworks as fw_registry
 from googlenet_suite.cli import main
 
-FRAMEWORKS = {"torch": "torch", "tf": "tensorflow", "mxnet": "mxnet"}
-MARKS = {"torch": pytest.mark.torch, "tf": pytest.mark.tf, "mxnet": pytest.mark.mxnet}
-KEYS = [pytest.param(key, marks=MARKS[key]) for key in FRAMEWORKS]
+FRAMEWORKS = {key: fw.requires for key, fw in fw_registry.FRAMEWORKS.items() if fw.can("bench")}
+KEYS = [pytest.param(key, marks=getattr(pytest.mark, key)) for key in FRAMEWORKS]
 SIZE = (32, 32)  # stage 5 maps are 1x1 there: torch's training BN then needs batch >= 2
 BATCH = 2
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -30,7 +30,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def runner_module(key: str):
     pytest.importorskip(FRAMEWORKS[key], reason=f"{key} is not installed")
-    return importlib.import_module(f"googlenet_suite.bench_{key}")
+    return fw_registry.part(key, "bench")
 
 
 def tiny(**overrides) -> shared_spec.Spec:

@@ -1,32 +1,17 @@
-"""``googlenet-suite bench`` for MXNet Gluon: the runner, and a hand-written GoogLeNet.
-
-The runner protocol is in :mod:`googlenet_suite.bench`. Both sources go through the same
-runner code, so spec-built / hand-written time measures the models only.
-
-- plain: imperative Gluon (not hybridized): ``net(x)``, ``autograd.record()``, ``loss.backward()``,
-  ``gluon.Trainer(..., "sgd").step(batch)``, as a beginner writes it.
-- fast: ``hybridize(static_alloc=True, static_shape=True)``. The cached graphs (inference, and
-  training when ``train``) are built while the runner is created (``setup_s``), not in the timed calls.
-
-Each call ends with ``mx.nd.waitall()`` (MXNet's engine is asynchronous, on the CPU too).
+"""A hand-written torchvision GoogLeNet in plain Gluon: ``googlenet-suite bench`` times it beside the
+spec-built model, and the tests use it as an independent reference.
 """
 
 from __future__ import annotations
 
-import gc
-
 import mxnet as mx
-import numpy as np
-from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
 import shared_spec
 
-from .bench import DEVICES, check_handwritten, check_options, compile_now
+from .builder import context as resolve_device
 
-LR = 0.01
 SEED = 0
-
 
 # --------------------------------------------------------------------------- the hand-written model
 # torchvision's GoogLeNet (no aux heads) in Gluon. ceil_mode=True is Gluon's pooling_convention="full",
@@ -129,93 +114,3 @@ def handwritten(spec: shared_spec.Spec, *, device: str = "auto") -> GoogLeNet:
     return net
 
 
-# --------------------------------------------------------------------------- the runner
-
-
-def resolve_device(device: str) -> mx.Context:
-    """``"auto"``: GPU 0 when MXNet sees one, else the CPU (as impl_mxnet.build does)."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}. Received: device={device!r}")
-    gpus = mx.context.num_gpus()
-    if device == "gpu" and not gpus:
-        raise ValueError(f"device='gpu' but MXNet sees no GPU. Received: device={device!r}")
-    return mx.gpu(0) if device == "gpu" or (device == "auto" and gpus) else mx.cpu()
-
-
-def trainable_params(net: gluon.Block) -> int:
-    return sum(int(np.prod(p.shape)) for p in net.collect_params().values() if p.grad_req != "null")
-
-
-def _gpu_used(ctx: mx.Context) -> int:
-    free, total = mx.context.gpu_memory_info(ctx.device_id)
-    return total - free
-
-
-class Runner:
-    def __init__(self, net: gluon.HybridBlock, spec: shared_spec.Spec, *, ctx: mx.Context, mode: str, batch: int,
-                 train: bool, aux_weights: tuple[float, ...] = (), gpu_baseline: int = 0):
-        self._ctx = ctx
-        self._baseline = gpu_baseline
-        self.device = "gpu" if ctx.device_type == "gpu" else "cpu"
-        self.model = self._net = net
-        self._batch = batch
-        self._aux_weights = aux_weights
-        rng = np.random.default_rng(SEED)
-        self._x = mx.nd.array(rng.standard_normal((batch, *spec.input_shape)), ctx=ctx, dtype=np.float32)
-        self._y = mx.nd.array(rng.integers(0, spec.num_classes, size=batch), ctx=ctx, dtype=np.float32)
-        self._loss = gluon.loss.SoftmaxCrossEntropyLoss()
-        self._trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR})  # no momentum, no wd
-        mx.nd.waitall()
-        if mode == "plain":
-            self.notes = "imperative (not hybridized)"
-            return
-        net.hybridize(static_alloc=True, static_shape=True)
-        self.notes = "hybridize(static_alloc=True, static_shape=True)"
-        compile_now(self, train, "hybridize(static_alloc=True, static_shape=True)")
-
-    def forward(self) -> None:
-        self._net(self._x)  # not recording: inference mode (running BN statistics, no dropout)
-        mx.nd.waitall()
-
-    def train_step(self) -> None:
-        with autograd.record():  # training mode
-            out = self._net(self._x)
-            main, *aux = out if isinstance(out, (tuple, list)) else (out,)
-            loss = self._loss(main, self._y)
-            for weight, logits in zip(self._aux_weights, aux, strict=True):
-                loss = loss + weight * self._loss(logits, self._y)
-        loss.backward()
-        self._trainer.step(self._batch)  # gradients of the summed loss / batch: SGD on the mean
-        mx.nd.waitall()
-
-    def peak_gpu_bytes(self) -> int | None:
-        """On a GPU: device memory taken since the runner was created. MXNet reports no peak, but its
-        memory pool keeps what it allocates, so this is its high-water mark (device-wide: another
-        process allocating at the same time would count too)."""
-        if self.device != "gpu":
-            return None
-        mx.nd.waitall()
-        return max(0, _gpu_used(self._ctx) - self._baseline)
-
-
-def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:
-    check_options(source, mode, batch)
-    ctx = resolve_device(device)
-    gc.collect()
-    baseline = 0
-    if ctx.device_type == "gpu":
-        mx.nd.zeros((1,), ctx=ctx).wait_to_read()  # the CUDA context exists before the baseline
-        mx.nd.waitall()
-        ctx.empty_cache()  # give back what earlier runners' pools hold
-        baseline = _gpu_used(ctx)
-    if source == "spec":
-        import impl_mxnet
-
-        net = impl_mxnet.build(spec, device=device, seed=SEED)
-        aux_weights = tuple(head.loss_weight for head in spec.aux_heads)
-    else:
-        net = handwritten(spec, device=device)
-        check_handwritten(spec, trainable_params(net))
-        aux_weights = ()
-    return Runner(net, spec, ctx=ctx, mode=mode, batch=batch, train=train, aux_weights=aux_weights,
-                  gpu_baseline=baseline)

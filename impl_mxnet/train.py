@@ -9,15 +9,15 @@ from tqdm import tqdm
 
 import impl_mxnet
 
-from . import data
-from .train import EpochStats
+from shared_spec.contract import EpochStats
 
 
-def batchify(resize: int):
-    """Stack a batch and preprocess it the suite's way (``data.preprocess``: float32 in [0, 1], resized)."""
+def batchify(preprocess, resize: int):
+    """Stack a batch and preprocess it the suite's way (``preprocess``, the driver's ``data.preprocess``:
+    float32 in [0, 1], resized)."""
     def batch(items):
         images, labels = zip(*items)
-        x = data.preprocess(np.stack(images), resize=resize)  # N x C x resize x resize
+        x = preprocess(np.stack(images), resize=resize)  # N x C x resize x resize
         return mx.nd.array(x, dtype=np.float32), mx.nd.array(labels, dtype=np.float32)
     return batch
 
@@ -48,8 +48,8 @@ class Trainer:
 
     is_main = True
 
-    def __init__(self, spec, recipe):
-        self.recipe, self.spec = recipe, spec
+    def __init__(self, spec, recipe, *, preprocess):
+        self.recipe, self.spec, self.preprocess = recipe, spec, preprocess
         self.model = impl_mxnet.build(spec, device=recipe.device, seed=recipe.seed, hybridize=True)
         self.ctx = mx.gpu(0) if impl_mxnet.device_of(self.model) == "gpu" else mx.cpu()
         self.device = str(self.ctx)
@@ -65,7 +65,7 @@ class Trainer:
     def loader(self, ds, order) -> gluon.data.DataLoader:
         dataset = gluon.data.ArrayDataset(ds.x_train, ds.y_train)
         return gluon.data.DataLoader(dataset, batch_size=self.recipe.batch, sampler=order.tolist(),
-                                     last_batch="keep", batchify_fn=batchify(self.recipe.resize))
+                                     last_batch="keep", batchify_fn=batchify(self.preprocess, self.recipe.resize))
 
     def train_epoch(self, ds, order, epoch, *, progress=True) -> EpochStats:
         desc = f"epoch {epoch}/{self.recipe.epochs}" if progress else None

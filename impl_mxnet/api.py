@@ -10,6 +10,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
+from shared_spec import contract as C
 from shared_spec import weights as neutral
 
 from .builder import GoogLeNet, named_blocks, named_parameters
@@ -17,7 +18,8 @@ from .builder import GoogLeNet, named_blocks, named_parameters
 
 def _check_model(model) -> None:
     if not isinstance(model, GoogLeNet):
-        raise ValueError(f"model must come from impl_mxnet.build(...). Received: model={type(model).__name__}")
+        raise C.ContractError(f"model must come from impl_mxnet.build (it is no impl_mxnet.GoogLeNet). "
+                              f"Received: model={type(model).__name__}")
 
 
 def _context(model: GoogLeNet) -> mx.Context:
@@ -26,10 +28,7 @@ def _context(model: GoogLeNet) -> mx.Context:
 
 def _input(model: GoogLeNet, x) -> mx.nd.NDArray:
     _check_model(model)
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 4 or x.shape[1:] != model.spec.input_shape:
-        raise ValueError(f"x must be a float32 NCHW batch of shape (N, {', '.join(map(str, model.spec.input_shape))}) "
-                         f"for this model. Received: x.shape={x.shape}")
+    x = C.check_input(model.spec, x)
     return mx.nd.array(x, ctx=_context(model), dtype=np.float32)
 
 
@@ -39,6 +38,7 @@ def forward(model: GoogLeNet, x, *, training: bool = False):
     Training mode uses batch statistics and dropout. MXNet updates BN running
     statistics only in a backward pass, so this forward leaves them unchanged.
     """
+    training = C.check_training(training)
     data = _input(model, x)
     with autograd.train_mode() if training else autograd.predict_mode():
         out = model(data)
@@ -88,14 +88,9 @@ def _cross_entropy(logits, labels):
 
 def train_step(model: GoogLeNet, x, y, *, lr: float = 0.01) -> dict:
     """One plain-SGD step on mean CE(main) + sum(loss_weight * mean CE(aux))."""
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
-        raise ValueError(f"lr must be a number >= 0. Received: lr={lr!r}")
+    lr = C.check_lr(lr)
     data = _input(model, x)
-    y = np.asarray(y)
-    if y.shape != (data.shape[0],) or not np.issubdtype(y.dtype, np.integer) \
-            or y.min() < 0 or y.max() >= model.spec.num_classes:
-        raise ValueError(f"y must be {data.shape[0]} integer labels in [0, {model.spec.num_classes}). "
-                         f"Received: y.shape={y.shape}, y.dtype={y.dtype}")
+    y = C.check_labels(model.spec, y, data.shape[0])
     labels = mx.nd.array(y, ctx=data.context, dtype=np.float32)
     data.attach_grad()
     with autograd.record(train_mode=True):

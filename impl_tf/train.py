@@ -21,16 +21,15 @@ from tqdm import tqdm  # noqa: E402
 
 import impl_tf  # noqa: E402
 
-from . import data  # noqa: E402
-from .train import EpochStats  # noqa: E402
+from shared_spec.contract import EpochStats  # noqa: E402
 
 
-def make_dataset(ds, order, *, batch: int, resize: int, outputs: int) -> tf.data.Dataset:
+def make_dataset(ds, order, *, preprocess, batch: int, resize: int, outputs: int) -> tf.data.Dataset:
     """This epoch's batches (``order`` from ``data.batches``), preprocessed the suite's way, channels-last."""
     def batches():
         for start in range(0, len(order), batch):
             idx = order[start:start + batch]
-            x = data.preprocess(ds.x_train[idx], resize=resize).transpose(0, 2, 3, 1)  # N x H x W x C
+            x = preprocess(ds.x_train[idx], resize=resize).transpose(0, 2, 3, 1)  # N x H x W x C
             y = ds.y_train[idx].astype(np.int64)
             yield x, (y,) * outputs if outputs > 1 else y  # main and aux heads learn the same labels
 
@@ -81,8 +80,8 @@ class Trainer:
 
     is_main = True
 
-    def __init__(self, spec, recipe):
-        self.recipe, self.spec = recipe, spec
+    def __init__(self, spec, recipe, *, preprocess):
+        self.recipe, self.spec, self.preprocess = recipe, spec, preprocess
         keras.utils.set_random_seed(recipe.seed)  # dropout masks (the weights' own seed is build's)
         self.model = impl_tf.build(spec, device=recipe.device, seed=recipe.seed)
         self.device = "/GPU:0" if impl_tf.device_of(self.model) == "gpu" else "/CPU:0"
@@ -98,7 +97,7 @@ class Trainer:
         optimizer.build(self.model.trainable_variables)  # its variables exist now, so a checkpoint can fill them
 
     def train_epoch(self, ds, order, epoch, *, progress=True) -> EpochStats:
-        batches = make_dataset(ds, order, batch=self.recipe.batch, resize=self.recipe.resize, outputs=self.outputs)
+        batches = make_dataset(ds, order, preprocess=self.preprocess, batch=self.recipe.batch, resize=self.recipe.resize, outputs=self.outputs)
         steps = -(-len(order) // self.recipe.batch)
         bar = ProgressBar(steps, f"epoch {epoch}/{self.recipe.epochs}" if progress else None)
         with tf.device(self.device):

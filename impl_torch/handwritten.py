@@ -1,20 +1,9 @@
-"""``googlenet-suite bench`` for PyTorch: the runner, and a hand-written torchvision GoogLeNet.
-
-The runner protocol is in :mod:`googlenet_suite.bench`. Both sources go through the same
-runner code, so spec-built / hand-written time measures the models only.
-
-- plain: eager fp32 in NCHW, ``torch.no_grad()`` for inference, ``torch.optim.SGD`` for training,
-  as a beginner writes it.
-- fast: ``channels_last`` weights and inputs + ``torch.compile(model, fullgraph=True)``; on a GPU
-  also bf16 autocast. Compilation (eval graph, and training graph when ``train``) happens while the
-  runner is created, so it counts in ``setup_s`` and never in the timed calls. A compilation error
-  is raised (bench records it in the row); there is no fallback to eager.
+"""A hand-written torchvision GoogLeNet in plain PyTorch: ``googlenet-suite bench`` times it beside the
+spec-built model (to show that building from the spec costs nothing at run time), and the tests use it as
+an independent reference with torchvision's module names.
 """
 
 from __future__ import annotations
-
-import contextlib
-import gc
 
 import torch
 import torch.nn.functional as F
@@ -22,12 +11,9 @@ from torch import nn
 
 import shared_spec
 
-from .bench import DEVICES, check_handwritten, check_options, compile_now
+from .builder import resolve_device
 
-LR = 0.01
 SEED = 0
-
-
 # --------------------------------------------------------------------------- the hand-written model
 # torchvision's models/googlenet.py without aux heads and without transform_input, for any
 # number of classes and input channels.
@@ -154,87 +140,3 @@ def handwritten(spec: shared_spec.Spec, *, device: str = "auto") -> GoogLeNet:
     return GoogLeNet(num_classes=spec.num_classes, in_channels=spec.in_channels).to(resolve_device(device))
 
 
-# --------------------------------------------------------------------------- the runner
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"``: CUDA when torch sees it, else the CPU (as impl_torch.build does)."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}. Received: device={device!r}")
-    if device == "gpu" and not torch.cuda.is_available():
-        raise ValueError(f"device='gpu' but torch sees no CUDA device. Received: device={device!r}")
-    return torch.device("cuda" if device == "gpu" or (device == "auto" and torch.cuda.is_available()) else "cpu")
-
-
-class Runner:
-    def __init__(self, model: nn.Module, spec: shared_spec.Spec, *, mode: str, batch: int, train: bool,
-                 aux_weights: tuple[float, ...] = ()):
-        target = next(model.parameters()).device
-        self._cuda = target.type == "cuda"
-        self.device = "gpu" if self._cuda else "cpu"
-        self._aux_weights = aux_weights
-        generator = torch.Generator().manual_seed(SEED)
-        x = torch.randn(batch, *spec.input_shape, generator=generator)
-        y = torch.randint(spec.num_classes, (batch,), generator=generator)
-        fast = mode == "fast"
-        memory_format = torch.channels_last if fast else torch.contiguous_format
-        self.model = model.to(memory_format=memory_format)
-        self._x = x.to(target).contiguous(memory_format=memory_format)
-        self._y = y.to(target)
-        self._optimizer = torch.optim.SGD(model.parameters(), lr=LR)  # no momentum, no weight decay
-        self._autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if fast and self._cuda \
-            else contextlib.nullcontext
-        if not fast:
-            self._call = model
-            self.notes = "eager, fp32, NCHW"
-            return
-        self._call = torch.compile(model, fullgraph=True)
-        self.notes = "channels_last + torch.compile" + (" + bf16 autocast" if self._cuda else "")
-        compile_now(self, train, "torch.compile")
-
-    def _sync(self) -> None:
-        if self._cuda:
-            torch.cuda.synchronize()
-
-    def forward(self) -> None:
-        self.model.eval()
-        with torch.no_grad(), self._autocast():
-            self._call(self._x)
-        self._sync()
-
-    def train_step(self) -> None:
-        self.model.train()
-        self._optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            out = self._call(self._x)
-            main, *aux = out if isinstance(out, tuple) else (out,)
-            loss = F.cross_entropy(main, self._y)
-            for weight, logits in zip(self._aux_weights, aux, strict=True):
-                loss = loss + weight * F.cross_entropy(logits, self._y)
-        loss.backward()
-        self._optimizer.step()
-        self._sync()
-
-    def peak_gpu_bytes(self) -> int | None:
-        return torch.cuda.max_memory_allocated() if self._cuda else None
-
-
-def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:
-    check_options(source, mode, batch)
-    target = resolve_device(device)
-    if mode == "fast":
-        torch.compiler.reset()  # each runner compiles afresh (no recompile limit across runners)
-    gc.collect()
-    if target.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    if source == "spec":
-        import impl_torch
-
-        model = impl_torch.build(spec, device=device, seed=SEED)
-        aux_weights = tuple(head.loss_weight for head in spec.aux_heads)
-    else:
-        model = handwritten(spec, device=device)
-        check_handwritten(spec, sum(p.numel() for p in model.parameters()))
-        aux_weights = ()
-    return Runner(model, spec, mode=mode, batch=batch, train=train, aux_weights=aux_weights)

@@ -1,38 +1,29 @@
-"""``googlenet-suite bench`` for Keras 3 (TensorFlow): the runner, and a hand-written GoogLeNet.
-
-The runner protocol is in :mod:`googlenet_suite.bench`. Both sources go through the same
-runner code, so spec-built / hand-written time measures the models only. The models are
-channels-last (N x H x W x C), as Keras prefers; inputs are made in that layout.
-
-- plain: eager calls (``model(x, training=...)``, ``tf.GradientTape``, a Python loop of
-  ``assign_sub`` for plain SGD), as a beginner writes it.
-- fast: the same forward and the same training step inside ``tf.function(jit_compile=True)``
-  (XLA). Tracing and compilation happen while the runner is created (``setup_s``), never in
-  the timed calls.
-
-Each call synchronises: the result is fetched with ``.numpy()``, and on a GPU
-``tf.test.experimental.sync_devices()`` waits for everything queued (the SGD updates too).
+"""A hand-written torchvision GoogLeNet as a plain Keras functional model (TensorFlow backend):
+``googlenet-suite bench`` times it beside the spec-built model, and the tests use it as an independent
+reference.
 """
 
 from __future__ import annotations
 
-import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
 import shared_spec  # noqa: E402
 
-from .bench import DEVICES, check_handwritten, check_options, compile_now  # noqa: E402
+from .builder import _resolve_device  # noqa: E402
 
-LR = 0.01
 SEED = 0
+
+
+def resolve_device(device: str) -> str:
+    """``"/GPU:0"`` or ``"/CPU:0"`` by ``shared_spec.contract``'s device rule (as impl_tf.build decides)."""
+    return "/GPU:0" if _resolve_device(device) == "gpu" else "/CPU:0"
 
 
 # --------------------------------------------------------------------------- the hand-written model
@@ -121,96 +112,3 @@ def handwritten(spec: shared_spec.Spec, *, device: str = "auto") -> keras.Model:
         return googlenet(spec.num_classes, (*spec.input_size, spec.in_channels))
 
 
-# --------------------------------------------------------------------------- the runner
-
-
-def resolve_device(device: str) -> str:
-    """``"/GPU:0"`` or ``"/CPU:0"``; ``"auto"`` is the GPU when TensorFlow sees one (as impl_tf.build does)."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}. Received: device={device!r}")
-    has_gpu = bool(tf.config.list_physical_devices("GPU"))
-    if device == "gpu" and not has_gpu:
-        raise ValueError(f"device='gpu' but TensorFlow sees no GPU. Received: device={device!r}")
-    return "/GPU:0" if device == "gpu" or (device == "auto" and has_gpu) else "/CPU:0"
-
-
-def trainable_params(model: keras.Model) -> int:
-    return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-
-
-class Runner:
-    def __init__(self, model: keras.Model, spec: shared_spec.Spec, *, target: str, mode: str, batch: int,
-                 train: bool, aux_weights: tuple[float, ...] = ()):
-        self.model = model
-        self._target = target
-        self.device = "gpu" if "GPU" in target else "cpu"
-        rng = np.random.default_rng(SEED)
-        x = rng.standard_normal((batch, *spec.input_shape), dtype=np.float32).transpose(0, 2, 3, 1)  # NHWC
-        y = rng.integers(0, spec.num_classes, size=batch)
-        with tf.device(target):
-            self._x = tf.constant(np.ascontiguousarray(x))
-            self._y = tf.constant(y, dtype=tf.int64)
-        variables = model.trainable_variables
-        cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)  # mean over the batch
-
-        def predict(x):
-            return model(x, training=False)
-
-        def step(x, y):
-            with tf.GradientTape() as tape:
-                out = model(x, training=True)
-                main, *aux = out if isinstance(out, (tuple, list)) else (out,)
-                loss = cross_entropy(y, main)
-                for weight, logits in zip(aux_weights, aux, strict=True):
-                    loss = loss + weight * cross_entropy(y, logits)
-            grads = tape.gradient(loss, variables)
-            for variable, grad in zip(variables, grads, strict=True):
-                variable.assign_sub(LR * grad)
-            return loss
-
-        if mode == "plain":
-            self._predict, self._step = predict, step
-            self.notes = "eager, fp32, NHWC"
-            return
-        self._predict = tf.function(predict, jit_compile=True)
-        self._step = tf.function(step, jit_compile=True)
-        self.notes = "tf.function(jit_compile=True) (XLA)"
-        compile_now(self, train, "tf.function(jit_compile=True)")
-
-    def _sync(self, result) -> None:
-        result.numpy()
-        if self.device == "gpu":
-            tf.test.experimental.sync_devices()
-
-    def forward(self) -> None:
-        with tf.device(self._target):
-            self._sync(self._predict(self._x))
-
-    def train_step(self) -> None:
-        with tf.device(self._target):
-            self._sync(self._step(self._x, self._y))
-
-    def peak_gpu_bytes(self) -> int | None:
-        return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "gpu" else None
-
-
-def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:
-    check_options(source, mode, batch)
-    target = resolve_device(device)
-    keras.backend.clear_session()  # drop the previous runners' models and traced functions
-    gc.collect()
-    if "GPU" in target:
-        # impl_tf.build turns TF32 off (process-wide) for fp32 agreement; the same for both sources,
-        # whichever runs first.
-        tf.config.experimental.enable_tensor_float_32_execution(False)
-        tf.config.experimental.reset_memory_stats("GPU:0")
-    if source == "spec":
-        import impl_tf
-
-        model = impl_tf.build(spec, device=device, seed=SEED)
-        aux_weights = tuple(head.loss_weight for head in spec.aux_heads)
-    else:
-        model = handwritten(spec, device=device)
-        check_handwritten(spec, trainable_params(model))
-        aux_weights = ()
-    return Runner(model, spec, target=target, mode=mode, batch=batch, train=train, aux_weights=aux_weights)

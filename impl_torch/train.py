@@ -19,8 +19,7 @@ from tqdm import tqdm
 
 import impl_torch
 
-from . import data
-from .train import EpochStats, TrainError
+from shared_spec.contract import ContractError, EpochStats
 
 
 class Images(Dataset):
@@ -36,11 +35,12 @@ class Images(Dataset):
         return self.images[i], int(self.labels[i])
 
 
-def collate(resize: int):
-    """Stack a batch and preprocess it the suite's way (``data.preprocess``: float32 in [0, 1], resized)."""
+def collate(preprocess, resize: int):
+    """Stack a batch and preprocess it the suite's way (``preprocess``, the driver's ``data.preprocess``:
+    float32 in [0, 1], resized)."""
     def batch(items):
         images, labels = zip(*items)
-        x = data.preprocess(np.stack(images), resize=resize)  # N x C x resize x resize
+        x = preprocess(np.stack(images), resize=resize)  # N x C x resize x resize
         return torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64)
     return batch
 
@@ -69,13 +69,13 @@ def train_epoch(model, loader, optimizer, aux_weights, device, desc=None) -> tup
 class Trainer:
     """The recipe's model, optimizer and loader, for the epoch driver in ``train.py``."""
 
-    def __init__(self, spec, recipe):
-        self.recipe, self.spec = recipe, spec
+    def __init__(self, spec, recipe, *, preprocess):
+        self.recipe, self.spec, self.preprocess = recipe, spec, preprocess
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.started_group = False
         if self.world > 1 and not dist.is_initialized():
             if recipe.batch % self.world:
-                raise TrainError(f"--batch {recipe.batch} must be divisible by the {self.world} processes")
+                raise ContractError(f"--batch {recipe.batch} must be divisible by the {self.world} processes")
             if torch.cuda.is_available() and recipe.device != "cpu":
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             dist.init_process_group("nccl" if torch.cuda.is_available() and recipe.device != "cpu" else "gloo")
@@ -100,7 +100,7 @@ class Trainer:
         # single-process batch k (DistributedSampler pads the last one with repeats to divide evenly).
         sampler = DistributedSampler(dataset, shuffle=False) if self.world > 1 else None
         return DataLoader(dataset, batch_size=self.recipe.batch // self.world, sampler=sampler,
-                          collate_fn=collate(self.recipe.resize))
+                          collate_fn=collate(self.preprocess, self.recipe.resize))
 
     def train_epoch(self, ds, order, epoch, *, progress=True) -> EpochStats:
         desc = f"epoch {epoch}/{self.recipe.epochs}" if progress and self.is_main else None
