@@ -1,0 +1,47 @@
+"""Export an :func:`impl_tf.build` model to ONNX with tf2onnx (``tf2onnx.convert.from_function``).
+
+The Keras model is channels-last; the file takes NCHW like every other export: the exported function
+transposes ``x`` (N x C x H x W) to NHWC in front of the model. Interface of :mod:`impl_onnx.verify`:
+input ``x`` (batch axis dynamic), outputs ``logits`` and, with ``aux=True``, one per aux head in spec
+order (eval mode). Needs ``tf2onnx`` (1.17.0 is known to work with TF 2.17 / Keras 3).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+
+
+def output_names(spec, aux: bool) -> list[str]:
+    return ["logits", *(head.name for head in spec.aux_heads)] if aux else ["logits"]
+
+
+def export_onnx(model: keras.Model, path: str | os.PathLike, *, opset: int, aux: bool) -> None:
+    """Write ``model`` (eval mode, NCHW input) to ``path``; ``aux=True`` needs a model built with aux heads."""
+    import tf2onnx
+
+    from impl_onnx.verify import rename_io
+
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise ValueError(f"model must come from impl_tf.build. Received: model={type(model).__name__}")
+    if aux and not spec.aux_heads:
+        raise ValueError(f"aux=True but {spec.variant} was built without aux heads "
+                         f"(shared_spec.load(..., aux_logits=True)). Received: aux={aux!r}")
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise ValueError(f"opset must be an integer. Received: opset={opset!r}")
+    # every graph output of the functional model (main logits, then the aux heads), whatever its call picks
+    plain = keras.Model(model.inputs, model.outputs)
+    count = len(output_names(spec, aux))
+    signature = [tf.TensorSpec((None, *spec.input_shape), tf.float32, name="x")]
+
+    @tf.function(input_signature=signature)
+    def nchw_model(x):
+        outputs = plain(tf.transpose(x, (0, 2, 3, 1)), training=False)  # N x C x H x W -> N x H x W x C
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        return [tf.identity(o) for o in outputs[:count]]
+
+    tf2onnx.convert.from_function(nchw_model, input_signature=signature, opset=opset, output_path=os.fspath(path))
+    rename_io(path, "x", output_names(spec, aux))

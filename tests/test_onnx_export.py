@@ -1,0 +1,161 @@
+"""Each framework's ONNX export, run in onnxruntime, gives the framework's own eval outputs (1e-4).
+
+Exports: impl_torch (TorchScript exporter), impl_tf (tf2onnx, NCHW in front of the NHWC model),
+impl_mxnet (mx2onnx), for googlenet and d2l, aux heads off and on. Weights: torch-initialised with
+data BN statistics (``harness.calibrated_weights``) so logits are O(1), imported into each framework;
+the framework's own init where torch is missing. Damaged and foreign files are tested without any
+framework (``impl_onnx.verify`` only).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("mxnet") is not None:  # mxnet must come before tensorflow (tf2onnx) in a process
+    try:
+        import mxnet  # noqa: F401
+    except Exception:  # pragma: no cover - a broken mxnet is skipped below
+        pass
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper  # noqa: E402
+
+import shared_spec  # noqa: E402
+from impl_onnx import verify as V  # noqa: E402
+
+pytestmark = pytest.mark.onnx
+
+TOL = 1e-4
+FRAMEWORKS = {  # key: (module to skip without, builder package, opset)
+    "torch": ("torch", "impl_torch", 17),
+    "tf": ("tf2onnx", "impl_tf", 17),
+    "mxnet": ("mxnet", "impl_mxnet", 13),
+}
+CASES = [("googlenet", False), ("googlenet", True), ("d2l", False)]  # d2l has no aux heads
+
+
+def _spec(variant, aux):
+    return shared_spec.load(variant, **({"aux_logits": True} if aux else {}))
+
+
+def _batch(spec, n, seed):
+    return np.random.default_rng(seed).standard_normal((n, *spec.input_shape)).astype(np.float32)
+
+
+_WEIGHTS: dict = {}
+
+
+def weights_for(spec):
+    """torch-initialised weights with calibrated BN statistics, or None without torch."""
+    key = (spec.variant, spec.aux_logits)
+    if key not in _WEIGHTS:
+        if importlib.util.find_spec("torch") is None:
+            _WEIGHTS[key] = None
+        else:
+            import torch
+
+            import impl_torch
+            from googlenet_suite.harness import calibrated_weights
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                _WEIGHTS[key] = calibrated_weights(impl_torch, spec, _batch(spec, 8, seed=11), seed=3, device="cpu")
+            finally:
+                torch.set_num_threads(threads)
+    return _WEIGHTS[key]
+
+
+def _params():
+    for fw, (_, _, _) in FRAMEWORKS.items():
+        for variant, aux in CASES:
+            yield pytest.param(fw, variant, aux, id=f"{fw}-{variant}{'-aux' if aux else ''}",
+                               marks=[pytest.mark.cross, getattr(pytest.mark, fw)])
+
+
+@pytest.mark.parametrize("framework,variant,aux", list(_params()))
+def test_export_runs_in_onnxruntime_like_the_framework(framework, variant, aux, tmp_path):
+    needs, package, opset = FRAMEWORKS[framework]
+    pytest.importorskip(needs, reason=f"{needs} is not installed")
+    mod = importlib.import_module(package)
+    exporter = importlib.import_module(f"{package}.onnx_export")
+    spec = _spec(variant, aux)
+    model = mod.build(spec, device="cpu", seed=0)
+    weights = weights_for(spec)
+    if weights is not None:
+        mod.import_weights(model, weights)
+    x = _batch(spec, 2, seed=1)
+    path = tmp_path / f"{framework}-{variant}.onnx"
+    exporter.export_onnx(model, path, opset=opset, aux=aux)
+    expected = {"logits": mod.forward(model, x)}
+    if aux:
+        outs = mod.layer_outputs(model, x)
+        expected.update({head.name: outs[head.name] for head in spec.aux_heads})
+    got = V.run_file(path, x, threads=1)
+    assert list(got) == list(expected), "outputs: logits, then the aux heads"
+    diff = V.verify(path, x, expected, threads=1)
+    scale = float(np.abs(expected["logits"]).max())
+    print(f"{framework} {variant} aux={aux}: max abs diff {diff:.2e} (logit scale {scale:.2f})")
+    assert diff <= TOL
+    assert onnx.load(str(path)).opset_import[0].version == opset
+
+
+# --------------------------------------------------------------------------- damaged and foreign files
+
+
+def _tiny_model(path, *, shape=("N", 3, 4, 4), opset=17):
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["logits"])], "t",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, list(shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.save_model(model, str(path), )
+    return path
+
+
+def test_damaged_file_one_line_error(tmp_path):
+    good = _tiny_model(tmp_path / "good.onnx")
+    x = np.ones((2, 3, 4, 4), np.float32)
+    assert V.verify(good, x, {"logits": x}) == 0.0
+    damaged = tmp_path / "damaged.onnx"
+    data = good.read_bytes()
+    damaged.write_bytes(data[: len(data) // 2] + b"\xff\xfe garbage")
+    with pytest.raises(V.OnnxFileError, match="not an ONNX model") as info:
+        V.run_file(damaged, x)
+    assert "\n" not in str(info.value)
+    text = tmp_path / "weights.onnx"
+    text.write_text("definitely not a protobuf\n")
+    with pytest.raises(V.OnnxFileError, match="not an ONNX model"):
+        V.run_file(text, x)
+    with pytest.raises(V.OnnxFileError, match="no such"):
+        V.run_file(tmp_path / "missing.onnx", x)
+
+
+def test_foreign_model_and_unknown_opset(tmp_path):
+    flat = _tiny_model(tmp_path / "flat.onnx", shape=("N", 10))
+    with pytest.raises(V.OnnxFileError, match="not a float32 NCHW tensor"):
+        V.run_file(flat, np.ones((2, 10), np.float32))
+    future = _tiny_model(tmp_path / "future.onnx", opset=99)
+    with pytest.raises(V.OnnxFileError, match="unknown opset 99"):
+        V.run_file(future, np.ones((2, 3, 4, 4), np.float32))
+    good = _tiny_model(tmp_path / "good.onnx")
+    with pytest.raises(V.OnnxFileError, match="no output named 'aux1'"):
+        V.verify(good, np.ones((2, 3, 4, 4), np.float32), {"aux1": np.ones((2, 3, 4, 4), np.float32)})
+    with pytest.raises(ValueError, match=r"Received: x\.shape=\(2, 3, 5, 5\)"):
+        V.run_file(good, np.ones((2, 3, 5, 5), np.float32))
+
+
+def test_impl_onnx_file_verifies(tmp_path):
+    """The ONNX builder's own file has the same interface as the framework exports."""
+    import impl_onnx
+
+    spec = _spec("d2l", False)
+    model = impl_onnx.build(spec, seed=0)
+    x = _batch(spec, 2, seed=1)
+    impl_onnx.save_onnx(model, tmp_path / "d2l.onnx")
+    assert V.verify(tmp_path / "d2l.onnx", x, {"logits": impl_onnx.forward(model, x)}) == 0.0
