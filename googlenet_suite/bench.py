@@ -276,7 +276,7 @@ def plot(result: dict, path: str) -> None:
 
 
 def main(args, *, load_spec, write_output) -> int:
-    keys = fw_registry.parse_frameworks(args.frameworks)
+    keys = fw_registry.parse_frameworks(args.frameworks, capability="bench")
     if any(b < 1 for b in args.batch):
         raise UsageError(f"--batch must be >= 1. Received: --batch {' '.join(map(str, args.batch))}")
     if args.repeats < 1 or args.warmup < 0:

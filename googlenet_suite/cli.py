@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import shared_spec
+from shared_spec import contract
 
 from . import data as datasets
 from . import frameworks as fw_registry
@@ -32,16 +33,40 @@ class _Parser(argparse.ArgumentParser):
 # --------------------------------------------------------------------------- helpers
 
 
-def _add_spec_options(parser, *, variants: str = "one"):
+def _variant_parent(variants: str = "one") -> argparse.ArgumentParser:
+    """The variant, named the same way in every command: positional (``compare d2l``). ``train`` and
+    ``evaluate`` also keep their older ``--variant NAME``."""
+    parent = argparse.ArgumentParser(add_help=False)
     if variants == "one":
-        parser.add_argument("variant", nargs="?", help="variant name (default: the spec's default variant)")
-    elif variants == "many":
-        parser.add_argument("variants", nargs="*", metavar="VARIANT", help="variants (default: the default variant)")
-    parser.add_argument("--spec", metavar="FILE", help="use this spec file instead of the built-in one")
-    parser.add_argument("--num-classes", type=int, metavar="N")
-    parser.add_argument("--in-channels", type=int, metavar="C")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
-    parser.add_argument("--aux", action="store_true", default=None, help="turn the aux heads on")
+        parent.add_argument("variant", nargs="?", help="variant name (default: the spec's default variant)")
+    else:
+        parent.add_argument("variants", nargs="*", metavar="VARIANT", help="variants (default: the default variant)")
+    return parent
+
+
+def _spec_parent(*, overrides: bool = True) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--spec", metavar="FILE", help="use this spec file instead of the built-in one")
+    if overrides:
+        parent.add_argument("--num-classes", type=int, metavar="N")
+        parent.add_argument("--in-channels", type=int, metavar="C")
+        parent.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
+        parent.add_argument("--aux", action="store_true", default=None, help="turn the aux heads on")
+    return parent
+
+
+def _report_parent(formats=("table", "markdown", "json"), *, output: bool = True) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--format", choices=formats, default=formats[0])
+    if output:
+        parent.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
+    return parent
+
+
+def _device_parent(default: str | None = "auto") -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--device", choices=contract.DEVICES, default=default)
+    return parent
 
 
 def _overrides(args) -> dict:
@@ -202,7 +227,7 @@ def _train_errors():
 def cmd_train(args) -> int:
     from . import train
 
-    given = {"framework": args.framework, "variant": args.variant, "data": args.data, "epochs": args.epochs,
+    given = {"framework": args.framework, "variant": _one_variant(args), "data": args.data, "epochs": args.epochs,
              "batch": args.batch, "lr": args.lr, "optimizer": args.optimizer, "resize": args.resize,
              "seed": args.seed, "aux": args.aux, "limit": args.limit, "device": args.device}
     if not args.resume and not args.framework:
@@ -230,7 +255,7 @@ def cmd_evaluate(args) -> int:
     from . import train
 
     try:
-        result = train.evaluate_checkpoint(args.framework, args.weights, variant=args.variant, data_name=args.data,
+        result = train.evaluate_checkpoint(args.framework, args.weights, variant=_one_variant(args), data_name=args.data,
                                            data_dir=args.data_dir, download=args.download, resize=args.resize,
                                            limit=args.limit, device=args.device, spec_file=args.spec)
     except _train_errors() as exc:
@@ -252,48 +277,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="googlenet-suite", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"googlenet-suite {shared_spec.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    one, many, spec, report = _variant_parent("one"), _variant_parent("many"), _spec_parent(), _report_parent()
+    trainable = fw_registry.with_capability("train")
 
-    p = sub.add_parser("list", help="variants with provenance and parameter counts")
-    p.add_argument("--spec", metavar="FILE")
-    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p = sub.add_parser("list", help="variants with provenance and parameter counts",
+                       parents=[_spec_parent(overrides=False), _report_parent(output=False)])
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("inspect", help="per-layer shapes, parameters and MACs from the oracle")
-    _add_spec_options(p)
+    p = sub.add_parser("inspect", help="per-layer shapes, parameters and MACs from the oracle",
+                       parents=[one, spec, _report_parent(output=False)])
     p.add_argument("--all", action="store_true", help="also list the layers inside blocks")
-    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("compare", help="build in every framework, share weights, compare side by side")
-    _add_spec_options(p, variants="many")
-    p.add_argument("--frameworks", metavar="LIST", help="comma-separated: torch,tf,mxnet (default: all)")
+    p = sub.add_parser("compare", help="build in every framework, share weights, compare side by side",
+                       parents=[many, spec, _device_parent(), report])
+    p.add_argument("--frameworks", metavar="LIST",
+                   help=f"comma-separated: {','.join(fw_registry.FRAMEWORKS)} (default: all)")
     p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stages", action="store_true", help="one row per stage instead of per layer")
     p.add_argument("--require-all", action="store_true",
                    help="a framework of --frameworks that is not installed fails the check (exit 1) "
                         "instead of being left out")
-    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
-    p.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("run", help="run one framework's model on your own channels-first .npy input")
+    p = sub.add_parser("run", help="run one framework's model on your own channels-first .npy input",
+                       parents=[one, spec, _device_parent()])
     p.add_argument("--framework", required=True, choices=list(fw_registry.FRAMEWORKS))
-    _add_spec_options(p)
     p.add_argument("--weights", metavar="FILE", help="safetensors weights (googlenet-suite layout)")
     p.add_argument("--seed", type=int, help="initialise with this seed instead of loading weights")
     p.add_argument("--save-weights", metavar="FILE")
     p.add_argument("--input", required=True, metavar="X.npy")
     p.add_argument("--output", required=True, metavar="LOGITS.npy")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("bench", help="speed of the three frameworks side by side, plain and fast")
-    _add_spec_options(p, variants="many")
-    p.add_argument("--frameworks", metavar="LIST")
+    p = sub.add_parser("bench", help="speed of the frameworks side by side, plain and fast",
+                       parents=[many, spec, _device_parent(), report])
+    p.add_argument("--frameworks", metavar="LIST",
+                   help=f"comma-separated: {','.join(fw_registry.with_capability('bench'))} (default: all of them)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--mode", choices=("plain", "fast", "both"), default="both")
     p.add_argument("--repeats", type=int, default=5,
                    help="timed calls per model and measurement (default 5, a quick look; judge the "
@@ -301,15 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     p.add_argument("--no-handwritten", action="store_true", help="skip the hand-written reference models")
-    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
-    p.add_argument("--output", metavar="FILE")
     p.add_argument("--plot", metavar="FILE.png")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("train", help="train one framework's model (d2l's recipe by default), with logs and checkpoints")
-    p.add_argument("--framework", choices=list(fw_registry.FRAMEWORKS), help="required unless --resume")
-    p.add_argument("--variant", help="variant name (default: d2l)")
-    p.add_argument("--spec", metavar="FILE", help="use this spec file instead of the built-in one")
+    p = sub.add_parser("train", help="train one framework's model (d2l's recipe by default), with logs and checkpoints",
+                       parents=[one, _spec_parent(overrides=False), _device_parent(None)])
+    p.add_argument("--framework", choices=trainable, help="required unless --resume")
+    p.add_argument("--variant", dest="variant_option", metavar="VARIANT", help="the same as the positional VARIANT "
+                   "(default: d2l)")
     p.add_argument("--data", choices=datasets.DATASETS, help="default: fashion-mnist")
     p.add_argument("--data-dir", metavar="DIR")
     p.add_argument("--download", action="store_true", help="fetch the data set into --data-dir if it is missing")
@@ -319,7 +340,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="default sgd (plain: no momentum, no weight decay)")
     p.add_argument("--resize", type=int, help="input size, square (default 96)")
     p.add_argument("--aux", action="store_true", default=None, help="turn the aux heads on (their loss is weighted)")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"))
     p.add_argument("--seed", type=int, help="weights and batch order (default 0)")
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N training and N test examples")
     p.add_argument("--out", metavar="DIR", help="logs and checkpoints (default runs/FRAMEWORK-VARIANT-DATA; "
@@ -328,21 +348,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="test accuracy and loss of a checkpoint, in any framework")
+    p = sub.add_parser("evaluate", help="test accuracy and loss of a checkpoint, in any framework",
+                       parents=[one, _spec_parent(overrides=False), _device_parent(),
+                                _report_parent(("text", "json"))])
     p.add_argument("--framework", required=True, choices=list(fw_registry.FRAMEWORKS))
-    p.add_argument("--variant", help="default: the checkpoint's")
-    p.add_argument("--spec", metavar="FILE")
+    p.add_argument("--variant", dest="variant_option", metavar="VARIANT",
+                   help="the same as the positional VARIANT (default: the checkpoint's)")
     p.add_argument("--weights", required=True, metavar="CKPT", help="a .safetensors checkpoint from any framework")
     p.add_argument("--data", choices=datasets.DATASETS, default="fashion-mnist")
     p.add_argument("--data-dir", metavar="DIR")
     p.add_argument("--download", action="store_true")
     p.add_argument("--resize", type=int, help="default: the checkpoint's recipe's, else 96")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N test examples")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--output", metavar="FILE", help="write the result here instead of stdout")
     p.set_defaults(func=cmd_evaluate)
     return parser
+
+
+def _one_variant(args) -> str | None:
+    """``train``/``evaluate``: the positional VARIANT or the older ``--variant``, not two different ones."""
+    if args.variant and args.variant_option and args.variant != args.variant_option:
+        raise UsageError(f"{args.command}: variant given twice: {args.variant!r} and --variant {args.variant_option!r}")
+    return args.variant or args.variant_option
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,10 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (UsageError, shared_spec.SpecError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ValueError as exc:  # builders' "Received: x=..." argument errors
+    except (UsageError, shared_spec.SpecError, contract.ContractError, fw_registry.RegistryError) as exc:
+        # the suite's own input errors (spec, weights, contract arguments, registry choices): one line, exit 2
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

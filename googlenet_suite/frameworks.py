@@ -26,6 +26,7 @@ class Framework:
     requires: str  # the framework's own top-level module
     extra: str  # pyproject extra that installs it
     capabilities: frozenset[str] = frozenset(CAPABILITIES)
+    import_first: bool = False  # must be imported before the others in a process (see import_order)
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
@@ -34,7 +35,10 @@ class Framework:
 FRAMEWORKS: dict[str, Framework] = {
     "torch": Framework("torch", "PyTorch", "impl_torch", "torch", "torch"),
     "tf": Framework("tf", "Keras 3 (TF)", "impl_tf", "tensorflow", "tf"),
-    "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet"),
+    # MXNet 1.9.1 segfaults when it is imported after TensorFlow in the same process: import it first
+    "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet", import_first=True),
+    # the spec written straight into an ONNX graph, run by onnxruntime: inference only
+    "onnx": Framework("onnx", "ONNX Runtime", "impl_onnx", "onnxruntime", "onnx", frozenset()),
 }
 
 
@@ -42,22 +46,38 @@ def with_capability(capability: str) -> list[str]:
     return [key for key, fw in FRAMEWORKS.items() if fw.can(capability)]
 
 
+def import_order(keys: list[str]) -> list[str]:
+    """``keys`` in an order that is safe to import in one process (whatever order the user gave)."""
+    return sorted(keys, key=lambda key: not FRAMEWORKS[key].import_first)
+
+
 class FrameworkMissing(RuntimeError):
     """The framework is not installed in this environment."""
+
+
+class RegistryError(ValueError):
+    """A framework name or choice the registry cannot serve (bad input, exit 2)."""
 
 
 def install_hint(key: str) -> str:
     return f"pip install -c constraints.txt '.[{FRAMEWORKS[key].extra}]'"
 
 
-def parse_frameworks(text: str | None) -> list[str]:
+def parse_frameworks(text: str | None, *, capability: str | None = None) -> list[str]:
+    """``--frameworks a,b``: registered keys, each able to do ``capability`` when one is named. Without a
+    list: every framework (that can do ``capability``)."""
+    choices = with_capability(capability) if capability else list(FRAMEWORKS)
     if not text:
-        return list(FRAMEWORKS)
+        return choices
     keys = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [key for key in keys if key not in FRAMEWORKS]
     if unknown or not keys:
-        raise ValueError(f"--frameworks: unknown framework {', '.join(map(repr, unknown)) or '(none)'}; "
-                         f"expected a comma-separated list of {', '.join(FRAMEWORKS)}")
+        raise RegistryError(f"--frameworks: unknown framework {', '.join(map(repr, unknown)) or '(none)'}; "
+                            f"expected a comma-separated list of {', '.join(choices)}")
+    unable = [key for key in keys if key not in choices]
+    if unable:
+        raise RegistryError(f"--frameworks: {', '.join(unable)} cannot {capability} "
+                            f"({FRAMEWORKS[unable[0]].label} is inference only); choose from {', '.join(choices)}")
     return keys
 
 

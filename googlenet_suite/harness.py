@@ -87,7 +87,7 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
     x = input_batch(spec, batch, seed)
     results: dict[str, dict] = {}
     modules = {}
-    for key in keys:
+    for key in fw_registry.import_order(keys):  # MXNet before TensorFlow, whatever the column order
         label = fw_registry.FRAMEWORKS[key].label
         with say(f"importing {label}"):
             try:
@@ -96,11 +96,14 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
                 results[key] = {"status": "missing", "hint": fw_registry.install_hint(key), "error": str(exc)}
             except Exception as exc:  # a broken install is a result to report, not a crash
                 results[key] = {"status": "error", "error": f"import failed: {type(exc).__name__}: {exc}"}
+    results = {key: results[key] for key in keys if key in results}
     available = [key for key in keys if key in modules]
-    reference = available[0] if available else None
+    # the reference makes the shared weights; calibrating BatchNorm needs a training step
+    trainable = [key for key in available if fw_registry.FRAMEWORKS[key].can("train")]
+    reference = (trainable or available or [None])[0]
     weights_file = None
     with tempfile.TemporaryDirectory(prefix="googlenet-suite-") as tmp:
-        for key in available:
+        for key in sorted(available, key=lambda key: key != reference):  # the reference writes the weights first
             mod = modules[key]
             label = fw_registry.FRAMEWORKS[key].label
             try:
@@ -114,7 +117,8 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
                     with say(f"{spec.variant}: {'calibrating BatchNorm statistics' if has_bn else 'initialising'} "
                              f"in {label}"):
                         calib_x = input_batch(spec, CALIBRATION_BATCH, seed + 1)
-                        mod.import_weights(model, calibrated_weights(mod, spec, calib_x, seed, device))
+                        if fw_registry.FRAMEWORKS[key].can("train"):
+                            mod.import_weights(model, calibrated_weights(mod, spec, calib_x, seed, device))
                     mod.save_weights(model, weights_file)
                 mod.load_weights(model, weights_file)
                 with say(f"{spec.variant}: running {label}"):
@@ -123,6 +127,7 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
                 trainable, buffers = mod.count_params(model)
                 results[key] = {
                     "status": "ok",
+                    "calibrated": fw_registry.FRAMEWORKS[reference].can("train"),
                     "version": mod.framework_version(),
                     "device": mod.device_of(model),
                     "params": int(trainable),
@@ -139,6 +144,7 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
                 if isinstance(exc, shared_spec.SpecError):
                     raise
                 results[key] = {"status": "error", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    results = {key: results[key] for key in keys if key in results}  # the user's column order
     ref = results.get(reference) if reference else None
     for key, res in results.items():
         if res["status"] != "ok":
@@ -146,6 +152,11 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
         mismatched = [row["name"] for row in res["layers"] if tuple(row["out_shape"] or ()) != oracle_shapes[row["name"]]]
         res["shape_mismatches"] = mismatched
         res["params_match"] = (res["params"], res["buffers"]) == (report.params, report.buffers)
+        # NaN or Inf never agrees with anything, not even with itself
+        res["non_finite"] = next((name for name in oracle_shapes if name in res["_acts"]
+                                  and not np.isfinite(res["_acts"][name]).all()), None)
+        if res["non_finite"] is None and not np.isfinite(res["_logits"]).all():
+            res["non_finite"] = "logits"
         if ref is not None and ref["status"] == "ok":
             res["max_abs_diff"] = float(np.max(np.abs(res["_logits"] - ref["_logits"])))
             first = None
@@ -159,7 +170,7 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
                 if first is None and (diff is None or diff > tolerance * max(1.0, row["scale"] or 0.0)):
                     first = row["name"]
             res["first_divergence"] = first
-        res["agree"] = (not mismatched and res["params_match"]
+        res["agree"] = (not mismatched and res["params_match"] and res["non_finite"] is None
                         and res.get("max_abs_diff", 0.0) <= tolerance)
     for res in results.values():
         res.pop("_logits", None)
@@ -194,7 +205,9 @@ def _verdict(variant: str, results: dict, reference: str | None, tolerance: floa
             problems.append(f"{key} shapes differ from the oracle at {res['shape_mismatches'][0]}")
         if not res["params_match"]:
             problems.append(f"{key} counts {res['params']:,}/{res['buffers']:,} parameters/buffers")
-        if res.get("max_abs_diff", 0.0) > tolerance:
+        if res["non_finite"] is not None:
+            problems.append(f"{key} gives non-finite values (NaN or Inf) at {res['non_finite']}")
+        elif not res.get("max_abs_diff", 0.0) <= tolerance:
             problems.append(f"{key} logits differ from {reference} by {res['max_abs_diff']:.2e}, "
                             f"first at layer {res['first_divergence']}")
     for key, res in results.items():

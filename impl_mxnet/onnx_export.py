@@ -18,11 +18,12 @@ import mxnet as mx
 import onnx
 
 import shared_spec
+from shared_spec import contract as C
 
 from .builder import AdaptiveAvgPool, GoogLeNet, named_blocks
 
 
-class MxnetOnnxExportError(ValueError):
+class MxnetOnnxExportError(C.ContractError):
     """mx2onnx cannot convert a layer. One line."""
 
 
@@ -97,12 +98,12 @@ def export_onnx(model: GoogLeNet, path: str | os.PathLike, *, opset: int, aux: b
 
     spec = getattr(model, "spec", None)
     if spec is None:
-        raise ValueError(f"model must come from impl_mxnet.build. Received: model={type(model).__name__}")
+        raise C.ContractError(f"model must come from impl_mxnet.build. Received: model={type(model).__name__}")
     if aux and not spec.aux_heads:
-        raise ValueError(f"aux=True but {spec.variant} was built without aux heads "
+        raise C.ContractError(f"aux=True but {spec.variant} was built without aux heads "
                          f"(shared_spec.load(..., aux_logits=True)). Received: aux={aux!r}")
     if opset not in OPSETS:
-        raise ValueError(f"mx2onnx (MXNet {mx.__version__}) writes opset {' or '.join(map(str, OPSETS))} only. "
+        raise C.ContractError(f"mx2onnx (MXNet {mx.__version__}) writes opset {' or '.join(map(str, OPSETS))} only. "
                          f"Received: opset={opset!r}")
     sym = symbol(model, aux)
     params = {p.name: p.data(p.list_ctx()[0]).as_in_context(mx.cpu()) for p in model.collect_params().values()}

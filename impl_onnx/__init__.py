@@ -9,8 +9,21 @@ Implements docs/builders.md for inference (no ``train_step``); imports no deep-l
     impl_onnx.save_onnx(model, "googlenet.onnx")
 """
 
-from .api import (OnnxModel, build, count_params, device_of, export_weights, forward, framework_version,
-                  import_weights, layer_outputs, load_weights, save_onnx, save_weights, to_model_proto)
+from .api import (
+                  OnnxModel,
+                  build,
+                  count_params,
+                  device_of,
+                  export_weights,
+                  forward,
+                  framework_version,
+                  import_weights,
+                  layer_outputs,
+                  load_weights,
+                  save_onnx,
+                  save_weights,
+                  to_model_proto,
+)
 from .builder import OPS, OPSET
 
 __all__ = [

@@ -15,12 +15,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from shared_spec import contract as C
 from shared_spec import spec as S
 from shared_spec import weights as W
 
 from . import builder as B
 
-DEVICES = ("auto", "cpu", "gpu")
 # onnxruntime's intra-op threads for new sessions; 0 lets onnxruntime choose (tests on shared cores set 1)
 THREADS = 0
 
@@ -55,24 +55,19 @@ class OnnxModel:
 
 
 def resolve_providers(device: str) -> list[str]:
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}. Received: device={device!r}")
-    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device == "gpu" and not cuda:
-        raise ValueError(f"device='gpu' but onnxruntime has no CUDAExecutionProvider "
-                         f"(providers: {', '.join(ort.get_available_providers())}). Received: device={device!r}")
-    if device == "gpu":
+    """``shared_spec.contract``'s device rule; onnxruntime's GPU is its CUDA execution provider."""
+    chosen = C.resolve_device(device, has_gpu=lambda: "CUDAExecutionProvider" in ort.get_available_providers(),
+                              framework=f"onnxruntime (providers: {', '.join(ort.get_available_providers())})")
+    if chosen == "gpu":
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]  # "auto" stays on the CPU: onnxruntime-gpu is opted into with "gpu"
+    return ["CPUExecutionProvider"]
 
 
 def build(spec: S.Spec, *, device: str = "auto", seed: int | None = None) -> OnnxModel:
     """The spec's network as an :class:`OnnxModel`, initialised by ``spec.init`` from a numpy Generator
     seeded by ``seed`` (same seed: bit-identical weights); the model keeps its spec as ``model.spec``."""
-    if not isinstance(spec, S.Spec):
-        raise ValueError(f"spec must be a shared_spec.Spec (from shared_spec.load). Received: spec={spec!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed must be None or an integer >= 0. Received: seed={seed!r}")
+    C.check_spec(spec)
+    C.check_seed(seed)
     providers = resolve_providers(device)
     model = OnnxModel(spec, B.init_weights(spec, seed), providers)
     onnx.checker.check_model(model.proto())  # structure only; cheap next to a session
@@ -81,27 +76,18 @@ def build(spec: S.Spec, *, device: str = "auto", seed: int | None = None) -> Onn
 
 def _model(model) -> OnnxModel:
     if not isinstance(model, OnnxModel):
-        raise ValueError(f"model must come from impl_onnx.build. Received: model={type(model).__name__}")
+        raise C.ContractError(f"model must come from impl_onnx.build. Received: model={type(model).__name__}")
     return model
 
 
 def _input(model: OnnxModel, x) -> np.ndarray:
-    spec = model.spec
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        raise ValueError(f"x must be a real-valued float32 NCHW batch. Received: x.dtype={x.dtype}")
-    if x.ndim != 4 or x.shape[1:] != spec.input_shape:
-        raise ValueError(f"x must be an NCHW batch of shape (N, {', '.join(map(str, spec.input_shape))}) "
-                         f"(the ONNX graph has a fixed input size). Received: x.shape={x.shape}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return C.check_input(model.spec, x)  # the ONNX graph has the spec's fixed input size
 
 
 def forward(model: OnnxModel, x, *, training: bool = False) -> np.ndarray:
     """Eval-mode logits ``(N, classes)`` (aux heads are extra graph outputs, not returned here)."""
     model = _model(model)
-    if not isinstance(training, bool):
-        raise ValueError(f"training must be True or False. Received: training={training!r}")
-    if training:
+    if C.check_training(training):
         raise NotImplementedError("impl_onnx is inference-only: onnxruntime runs the eval-mode graph "
                                   "(no dropout, BN running statistics); there is no training mode")
     xs = _input(model, x)

@@ -25,6 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import shared_spec
+from shared_spec import contract as C
 from shared_spec import spec as S
 
 OPSET = 17
@@ -34,14 +35,14 @@ LOGITS = "logits"
 PRODUCER = "googlenet-suite impl_onnx"
 
 
-class OnnxBuildError(ValueError):
+class OnnxBuildError(C.ContractError):
     """The spec asks for something this builder cannot express. One line."""
 
 
 def check_opset(opset) -> int:
     top = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= top:
-        raise ValueError(f"opset must be an integer in {MIN_OPSET}..{top} (onnx {onnx.__version__}). "
+        raise C.ContractError(f"opset must be an integer in {MIN_OPSET}..{top} (onnx {onnx.__version__}). "
                          f"Received: opset={opset!r}")
     return opset
 
@@ -100,10 +101,7 @@ def conv(g: GraphBuilder, layer: S.Conv, x: str, shape) -> str:
         # inference mode: running statistics (training_mode defaults to 0)
         y = g.node("BatchNormalization", [y] + [f"{name}.bn.{k}" for k in S.BN_KEYS], out, name=f"{name}.bn",
                    epsilon=float(layer.norm.eps))
-    if layer.activation is not None:
-        if layer.activation not in ACTIVATIONS:
-            raise OnnxBuildError(f"{layer.path}: unknown activation; expected one of {', '.join(ACTIVATIONS)}. "
-                                 f"Received: activation={layer.activation!r}")
+    if C.check_activation(layer.activation, layer.path) is not None:
         y = g.node(ACTIVATIONS[layer.activation], [y], name, name=f"{name}.relu")
     return y
 
@@ -181,10 +179,7 @@ def dense(g: GraphBuilder, layer: S.Dense, x: str, shape) -> str:
     inputs = [x, f"{name}.weight"] + ([f"{name}.bias"] if layer.bias else [])
     out = name if layer.activation is None else f"{name}.linear"
     y = g.node("Gemm", inputs, out, name=f"{name}.gemm", transB=1)  # weight is (out, in)
-    if layer.activation is not None:
-        if layer.activation not in ACTIVATIONS:
-            raise OnnxBuildError(f"{layer.path}: unknown activation; expected one of {', '.join(ACTIVATIONS)}. "
-                                 f"Received: activation={layer.activation!r}")
+    if C.check_activation(layer.activation, layer.path) is not None:
         y = g.node(ACTIVATIONS[layer.activation], [y], name, name=f"{name}.relu")
     return y
 
@@ -217,8 +212,7 @@ OPS: dict[str, Callable[[GraphBuilder, S.Layer, str, tuple], str]] = {
 def _layer(g: GraphBuilder, layer: S.Layer, x: str, shape) -> str:
     fn = OPS.get(layer.op)
     if fn is None:
-        raise OnnxBuildError(f"{layer.path}: no ONNX nodes for op {layer.op!r}; known ops: {', '.join(OPS)}. "
-                             f"Received: op={layer.op!r}")
+        raise C.unknown_op(layer.op, OPS, layer.path)
     return fn(g, layer, x, shape)
 
 
@@ -267,8 +261,7 @@ def output_names(spec: S.Spec, *, all_layers: bool = False) -> list[str]:
 def build_proto(spec: S.Spec, weights: Mapping[str, np.ndarray], *, opset: int = OPSET,
                 all_layers: bool = False) -> onnx.ModelProto:
     """The spec's network as an ONNX model; ``weights`` (neutral layout) become its initializers."""
-    if not isinstance(spec, S.Spec):
-        raise ValueError(f"spec must be a shared_spec.Spec (from shared_spec.load). Received: spec={spec!r}")
+    C.check_spec(spec)
     check_opset(opset)
     g = GraphBuilder(spec, opset)
     last, _ = _sequence(g, spec.layers, INPUT, spec.input_shape)

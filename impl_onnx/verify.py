@@ -18,10 +18,13 @@ import onnx
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
+from shared_spec import SpecError
+from shared_spec import contract as C
+
 MIN_OPSET = 7  # onnxruntime's oldest supported default-domain opset
 
 
-class OnnxFileError(ValueError):
+class OnnxFileError(SpecError):
     """An .onnx file that cannot be read, run or verified. The message is one line."""
 
 
@@ -85,7 +88,7 @@ def run_file(path: str | os.PathLike, x, *, threads: int = 0) -> dict[str, np.nd
     x = np.ascontiguousarray(np.asarray(x), dtype=np.float32)
     fixed = [d if isinstance(d, int) else None for d in inp.shape]
     if x.ndim != 4 or any(f is not None and f != s for f, s in zip(fixed[1:], x.shape[1:])):
-        raise ValueError(f"x does not fit the model's input {inp.name!r} of shape {inp.shape}. "
+        raise C.ContractError(f"x does not fit the model's input {inp.name!r} of shape {inp.shape}. "
                          f"Received: x.shape={x.shape}")
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, {inp.name: x})))

@@ -89,6 +89,7 @@ def _dense_from_neutral(weight: np.ndarray, chw: tuple[int, int, int] | None) ->
 
 def _variables(model: GoogLeNet) -> dict[str, tuple[keras.Variable, Callable, Callable]]:
     """Neutral key -> (Keras variable, to_neutral, from_neutral), in ``spec.weight_shapes()`` order."""
+    C.check_model_spec(model, "impl_tf")
     layers = _layers_by_name(model)
     maps = flattened_maps(model.spec)
     same = (lambda a: a, lambda a: a)

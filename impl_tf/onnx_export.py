@@ -13,6 +13,8 @@ import os
 import keras
 import tensorflow as tf
 
+from shared_spec import contract as C
+
 
 def output_names(spec, aux: bool) -> list[str]:
     return ["logits", *(head.name for head in spec.aux_heads)] if aux else ["logits"]
@@ -26,12 +28,12 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, *, opset: int, aux:
 
     spec = getattr(model, "spec", None)
     if spec is None:
-        raise ValueError(f"model must come from impl_tf.build. Received: model={type(model).__name__}")
+        raise C.ContractError(f"model must come from impl_tf.build. Received: model={type(model).__name__}")
     if aux and not spec.aux_heads:
-        raise ValueError(f"aux=True but {spec.variant} was built without aux heads "
+        raise C.ContractError(f"aux=True but {spec.variant} was built without aux heads "
                          f"(shared_spec.load(..., aux_logits=True)). Received: aux={aux!r}")
     if isinstance(opset, bool) or not isinstance(opset, int):
-        raise ValueError(f"opset must be an integer. Received: opset={opset!r}")
+        raise C.ContractError(f"opset must be an integer. Received: opset={opset!r}")
     # every graph output of the functional model (main logits, then the aux heads), whatever its call picks
     plain = keras.Model(model.inputs, model.outputs)
     count = len(output_names(spec, aux))

@@ -150,8 +150,9 @@ def train_step(model: nn.Module, x, y, *, lr: float = 0.01) -> dict:
 
 def export_weights(model: nn.Module) -> dict[str, np.ndarray]:
     """float32 copies keyed and shaped exactly as ``spec.weight_shapes()``, in that order."""
+    spec = _spec(model)
     state = model.state_dict()
-    return {key: _numpy(state[_torch_key(key)]) for key in _spec(model).weight_shapes()}
+    return {key: _numpy(state[_torch_key(key)]) for key in spec.weight_shapes()}
 
 
 def import_weights(model: nn.Module, weights: Mapping[str, np.ndarray]) -> None:

@@ -17,6 +17,8 @@ import os
 import torch
 from torch import nn
 
+from shared_spec import contract as C
+
 
 class ExplicitAdaptiveAvgPool2d(nn.Module):
     """``nn.AdaptiveAvgPool2d(output_size)`` as slices: PyTorch's windows
@@ -73,12 +75,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int, aux: b
     """Write ``model`` (eval mode) to ``path``; ``aux=True`` needs a model built with ``aux_logits``."""
     spec = getattr(model, "spec", None)
     if spec is None:
-        raise ValueError(f"model must come from impl_torch.build. Received: model={type(model).__name__}")
+        raise C.ContractError(f"model must come from impl_torch.build. Received: model={type(model).__name__}")
     if aux and not spec.aux_heads:
-        raise ValueError(f"aux=True but {spec.variant} was built without aux heads "
+        raise C.ContractError(f"aux=True but {spec.variant} was built without aux heads "
                          f"(shared_spec.load(..., aux_logits=True)). Received: aux={aux!r}")
     if isinstance(opset, bool) or not isinstance(opset, int):
-        raise ValueError(f"opset must be an integer. Received: opset={opset!r}")
+        raise C.ContractError(f"opset must be an integer. Received: opset={opset!r}")
     wrapper = _Outputs(exportable_copy(model), aux).eval()
     x = torch.zeros((1, *spec.input_shape), dtype=torch.float32)
     names = output_names(spec, aux)

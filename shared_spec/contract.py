@@ -53,7 +53,8 @@ def resolve_device(device, *, has_gpu: Callable[[], bool], framework: str) -> st
 
 def check_spec(spec) -> Spec:
     if not isinstance(spec, Spec):
-        raise ContractError(f"spec must be a shared_spec.Spec (from shared_spec.load). {_received('spec', spec)}")
+        raise ContractError(f"spec must be a shared_spec.Spec (from shared_spec.load). "
+                            f"{_received('spec', spec if isinstance(spec, (str, type(None))) else type(spec).__name__)}")
     return spec
 
 
@@ -108,7 +109,8 @@ def check_labels(spec: Spec, y, batch: int) -> np.ndarray:
                             f"Received: y.shape={y.shape}, y.dtype={y.dtype}")
     if y.size and (y.min() < 0 or y.max() >= spec.num_classes):
         bad = int(y[(y < 0) | (y >= spec.num_classes)][0])
-        raise ContractError(f"y must be class indices in [0, {spec.num_classes}). Received: y value {bad}")
+        raise ContractError(f"y must be class indices in [0, {spec.num_classes}). "
+                            f"Received: y.shape={y.shape}, y.dtype={y.dtype}, a value {bad}")
     return y.astype(np.int64)
 
 

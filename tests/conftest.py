@@ -7,9 +7,16 @@ import copy
 import json
 from pathlib import Path
 
+import importlib.util
+
 import pytest
 
 import shared_spec
+
+# MXNet 1.9.1 segfaults when imported after TensorFlow in one process; a test session may load both, in
+# any order, so MXNet comes first (googlenet_suite.frameworks.import_order does the same for the CLI).
+if importlib.util.find_spec("mxnet") is not None:
+    import mxnet  # noqa: F401
 
 
 @pytest.fixture(scope="session")
