@@ -1,4 +1,4 @@
-"""``googlenet-suite``: list, inspect, compare, run, bench, train and evaluate GoogLeNet variants.
+"""``googlenet-suite``: list, inspect, compare, run, export, bench, train and evaluate GoogLeNet variants.
 
 The CLI only reads the spec, the builders and the harness results; it never
 builds a model its own way. Bad input is one line on stderr and exit code 2.
@@ -211,6 +211,74 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    """Write an ONNX file from one framework's model and verify it in onnxruntime on the same command."""
+    from . import harness
+
+    output = Path(args.output)
+    if output.is_dir():
+        raise UsageError(f"--output {output}: is a directory")
+    if output.suffix != ".onnx":
+        raise UsageError(f"--output {output}: expected a .onnx file name")
+    if not output.parent.is_dir():
+        raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+    if args.batch < 1:
+        raise UsageError(f"--batch must be >= 1. Received: --batch {args.batch}")
+    spec = _load(args.variant, args)
+    fw = fw_registry.FRAMEWORKS[args.framework]
+    try:
+        for key in fw_registry.import_order([args.framework, "onnx"]):  # onnxruntime runs every export
+            fw_registry.load(key)
+    except fw_registry.FrameworkMissing as exc:
+        raise UsageError(f"export: {exc}") from None
+    mod = fw_registry.load(args.framework)
+    try:
+        exporter = fw_registry.part(args.framework, "onnx_export")
+    except ModuleNotFoundError as exc:  # tf2onnx for Keras
+        raise UsageError(f"export --framework {args.framework}: the {fw.label} exporter needs {exc.name}: "
+                         f"pip install -c constraints.txt '.[export]'") from None
+    verify = fw_registry.part("onnx", "verify")
+    opset = exporter.OPSET if args.opset is None else args.opset
+    model = mod.build(spec, device="cpu", seed=args.seed)
+    if args.weights:
+        mod.load_weights(model, args.weights)
+        source = args.weights
+    elif fw.can("train"):  # data BatchNorm statistics, as compare uses: otherwise logits are ~0 and prove nothing
+        calib = harness.input_batch(spec, harness.CALIBRATION_BATCH, args.seed + 1)
+        mod.import_weights(model, harness.calibrated_weights(mod, spec, calib, args.seed, "cpu"))
+        has_bn = any(isinstance(layer, shared_spec.Conv) and layer.norm for layer in spec.walk())
+        source = f"seed {args.seed}" + (", BatchNorm calibrated" if has_bn else "")
+    else:
+        source = f"seed {args.seed}"
+    x = harness.input_batch(spec, args.batch, args.seed)
+    expected = {"logits": np.asarray(mod.forward(model, x))}
+    if spec.aux_logits:
+        outputs = mod.layer_outputs(model, x)
+        expected.update({head.name: outputs[head.name] for head in spec.aux_heads})
+    diff = {}
+
+    def write(tmp):
+        exporter.export_onnx(model, tmp, opset=opset, aux=spec.aux_logits)
+        diff["value"] = verify.verify(tmp, x, expected)
+        if not diff["value"] <= harness.TOLERANCE:  # NaN fails too
+            raise _Disagree()
+
+    try:
+        _atomic_write(output, write)
+    except _Disagree:
+        print(f"error: {args.framework} {spec.variant}: onnxruntime differs from {fw.label} by {diff['value']:.2e} "
+              f"> {harness.TOLERANCE:g}; {output} not written", file=sys.stderr)
+        return EXIT_DISAGREE
+    print(f"wrote {output}: {fw.label} {spec.variant} ({source}), opset {opset}, outputs {', '.join(expected)}; "
+          f"onnxruntime vs {fw.label} on a batch of {args.batch}: max abs diff {diff['value']:.2e} "
+          f"<= {harness.TOLERANCE:g}", file=sys.stderr)
+    return EXIT_OK
+
+
+class _Disagree(Exception):
+    """The exported file does not reproduce the framework (exit 1, no file)."""
+
+
 def cmd_bench(args) -> int:
     from . import bench
 
@@ -310,6 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, metavar="X.npy")
     p.add_argument("--output", required=True, metavar="LOGITS.npy")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", help="write an ONNX file from any framework's model, verified in onnxruntime",
+                       parents=[one, spec])
+    p.add_argument("--framework", required=True, choices=list(fw_registry.FRAMEWORKS))
+    p.add_argument("--weights", metavar="FILE", help="safetensors weights (default: seeded, BatchNorm calibrated)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: 17; 13 for MXNet's mx2onnx)")
+    p.add_argument("--batch", type=int, default=2, help="examples in the verification batch")
+    p.add_argument("--output", required=True, metavar="MODEL.onnx")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="speed of the frameworks side by side, plain and fast",
                        parents=[many, spec, _device_parent(), report])

@@ -14,7 +14,7 @@ parameter names are set to the same strings through explicit prefixes, so
 ``hybridsequential0_conv3_`` prefixes.
 
 MXNet facts this file relies on (measured with mxnet 1.9.1, CPU, see
-tests/test_mxnet_builder.py):
+tests/test_mxnet_traps.py):
 
 - BatchNorm: ``moving = momentum * moving + (1 - momentum) * batch``, so Gluon
   gets ``1 - spec momentum``. The running variance is updated with the

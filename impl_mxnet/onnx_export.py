@@ -126,3 +126,4 @@ def export_onnx(model: GoogLeNet, path: str | os.PathLike, *, opset: int, aux: b
 
 
 OPSETS = (12, 13)
+OPSET = 13  # the opset `googlenet-suite export` writes unless --opset says otherwise

@@ -16,6 +16,9 @@ import tensorflow as tf
 from shared_spec import contract as C
 
 
+OPSET = 17  # the opset `googlenet-suite export` writes unless --opset says otherwise
+
+
 def output_names(spec, aux: bool) -> list[str]:
     return ["logits", *(head.name for head in spec.aux_heads)] if aux else ["logits"]
 

@@ -67,6 +67,9 @@ class _Outputs(nn.Module):
         return self.net(x, with_aux=self.aux)
 
 
+OPSET = 17  # the opset `googlenet-suite export` writes unless --opset says otherwise
+
+
 def output_names(spec, aux: bool) -> list[str]:
     return ["logits", *(head.name for head in spec.aux_heads)] if aux else ["logits"]
 

@@ -95,6 +95,22 @@ def test_registry_row_points_at_a_package_with_the_contract(key):
 def test_counts_match_the_oracle(built):
     report = shared_spec.analyze(built.spec)
     assert built.mod.count_params(built.model) == (report.params, report.buffers)
+    expected = built.spec.expected.get("params_with_aux" if built.spec.aux_logits else "params")
+    if expected is not None:
+        assert report.params == expected
+
+
+PUBLISHED = [(v, kind) for v in VARIANTS for kind in ("params", "params_with_aux", "params_at_10_classes")
+             if kind in shared_spec.load(v).expected]
+
+
+@pytest.mark.parametrize("variant, kind", PUBLISHED, ids=[f"{v}-{k}" for v, k in PUBLISHED])
+def test_published_param_counts_at_the_variants_own_input(key, variant, kind):
+    """torchvision's 6,624,904 (13,004,888 with aux heads), the seeds' CIFAR counts: as each framework counts."""
+    mod = builder(key)
+    overrides = {"params": {}, "params_with_aux": {"aux_logits": True}, "params_at_10_classes": {"num_classes": 10}}
+    spec = shared_spec.load(variant, **overrides[kind])
+    assert mod.count_params(mod.build(spec, device="cpu", seed=0))[0] == spec.expected[kind]
 
 
 def test_every_layer_is_reported_with_the_oracles_shape(built):
@@ -144,6 +160,9 @@ def test_same_seed_same_weights_other_seed_different(built):
     assert all(np.array_equal(again[k], built.weights[k]) for k in built.weights)
     drawn = [k for k in built.weights if not k.endswith((".bias", ".gamma", ".beta", ".running_mean", ".running_var"))]
     assert all(not np.array_equal(other[k], built.weights[k]) for k in drawn)
+    # each weight gets its own draw: no two kernels of one model are equal (aux heads, branches)
+    kernels = [built.weights[k].tobytes() for k in drawn]
+    assert len(set(kernels)) == len(kernels)
 
 
 def test_import_export_round_trip_is_exact(built):
@@ -151,15 +170,19 @@ def test_import_export_round_trip_is_exact(built):
     weights = {k: rng.standard_normal(v.shape).astype(np.float32) * 0.05 for k, v in built.weights.items()}
     weights = {k: (np.abs(v) + 0.5 if k.endswith(".running_var") else v) for k, v in weights.items()}
     model = built.mod.build(built.spec, device="cpu", seed=7)
+    before = built.mod.forward(model, built.x)
     built.mod.import_weights(model, weights)
     out = built.mod.export_weights(model)
     assert list(out) == list(weights)
     assert all(np.array_equal(out[k], weights[k]) for k in weights)
+    assert not np.allclose(built.mod.forward(model, built.x), before), "the imported weights are used"
 
 
 def test_save_load_file_round_trip(built, tmp_path):
     path = tmp_path / f"{built.key}-{built.spec.variant}.safetensors"
     built.mod.save_weights(built.model, path)
+    _, meta = shared_spec.weights.load_weights(path, built.spec)
+    assert meta["variant"] == built.spec.variant
     model = built.mod.build(built.spec, device="cpu", seed=9)
     built.mod.load_weights(model, path)
     out = built.mod.export_weights(model)
@@ -246,6 +269,7 @@ def test_train_step_is_plain_sgd_on_the_contract_loss(key):
 
 def test_device(key):
     built = d2l(key)
+    assert built.model.spec is built.spec
     assert built.mod.device_of(built.model) == "cpu"
     auto = built.mod.build(built.spec, device="auto", seed=0)
     assert built.mod.device_of(auto) in ("cpu", "gpu")
@@ -257,6 +281,8 @@ def test_device(key):
 BUILD_ERRORS = [
     ({"device": "tpu"}, "device='tpu'"),
     ({"device": None}, "device=None"),
+    ({"device": "cuda"}, "device='cuda'"),
+    ({"seed": "0"}, "seed='0'"),
     ({"seed": -1}, "seed=-1"),
     ({"seed": 1.5}, "seed=1.5"),
     ({"seed": True}, "seed=True"),

@@ -1,4 +1,6 @@
-"""The PyTorch builder against the spec, the oracle and the builder contract (docs/builders.md).
+"""What only the PyTorch builder has: its module tree, torch's traps and numpy references per op.
+
+The contract every framework shares (counts, shapes, seeds, weights, arguments) is in test_contract.py.
 
 Each variant is built once per module (aux heads on where the variant has them, a small input where
 it allows one); tests that change a model work on a deep copy.
@@ -21,7 +23,6 @@ import torch.nn.functional as F  # noqa: E402
 
 import impl_torch  # noqa: E402
 import shared_spec  # noqa: E402
-from shared_spec import weights as W  # noqa: E402
 from shared_spec.spec import Conv, Dropout, LRN, Pool, AdaptiveAvgPool, GlobalAvgPool  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -88,23 +89,6 @@ def test_op_table_covers_every_leaf_and_container_op():
     assert set(impl_torch.OPS) == ops - {"inception", "block"}
 
 
-def test_counts_match_oracle(built):
-    spec, model, _ = built
-    report = shared_spec.analyze(spec)
-    assert impl_torch.count_params(model) == (report.params, report.buffers)
-    assert sum(p.numel() for p in model.parameters()) == report.params
-    expected = spec.expected.get("params_with_aux" if spec.aux_logits else "params")
-    if expected is not None:
-        assert report.params == expected
-
-
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if "params" in shared_spec.load(v).expected])
-def test_published_param_counts_at_default_options(variant):
-    spec = shared_spec.load(variant)
-    trainable, _ = impl_torch.count_params(impl_torch.build(spec, device="cpu", seed=0))
-    assert trainable == spec.expected["params"]  # e.g. torchvision's 6,624,904 for googlenet
-
-
 def test_module_paths_are_spec_names(built):
     spec, model, _ = built
     for layer in spec.walk():
@@ -117,19 +101,6 @@ def test_module_paths_are_spec_names(built):
     neutral = {re.sub(r"\.bn\.gamma$", ".bn.weight", re.sub(r"\.bn\.beta$", ".bn.bias", k))
                for k in spec.weight_shapes()}
     assert torch_keys == neutral
-
-
-def test_layer_shapes_match_oracle(built):
-    spec, model, x = built
-    report = shared_spec.analyze(spec)
-    outs = impl_torch.layer_outputs(model, x)
-    assert list(outs) == [layer.name for layer in spec.walk()]
-    for name, value in outs.items():
-        assert value.shape == (BATCH, *report.layer(name).out_shape), name
-        assert value.dtype == np.float32 and np.isfinite(value).all(), name
-    logits = impl_torch.forward(model, x)
-    assert logits.shape == (BATCH, spec.num_classes)
-    np.testing.assert_array_equal(logits, outs[spec.layers[-1].name])
 
 
 @pytest.mark.parametrize("variant,side", [("googlenet", 15), ("googlenet", 16), ("googlenet", 33),
@@ -227,7 +198,7 @@ ASYMMETRIC = {
     "format_version": 1, "family": "test", "default_variant": "asym",
     "variants": {"asym": {
         "description": "per-side padding in convs and pools, which torch cannot pass to nn.Conv2d/MaxPool2d",
-        "provenance": {"source": "tests/test_torch_builder.py", "reproduces": "nothing"},
+        "provenance": {"source": "tests/test_torch_traps.py", "reproduces": "nothing"},
         # 15 x 12: ceil rounding adds a row and a column at maxpool1
         "input": {"channels": 2, "size": [15, 12]}, "num_classes": 3, "aux_logits": False,
         "init": {"weight": {"type": "xavier_uniform"}, "bias": 0.1},
@@ -414,18 +385,6 @@ def test_init_follows_spec(built):
             assert (w[f"{layer.name}.bn.running_mean"] == 0).all() and (w[f"{layer.name}.bn.running_var"] == 1).all()
 
 
-def test_seed_gives_identical_weights(built):
-    spec, model, _ = built
-    reference = impl_torch.export_weights(model)  # seed 0
-    same = impl_torch.export_weights(impl_torch.build(spec, device="cpu", seed=0))
-    other = impl_torch.export_weights(impl_torch.build(spec, device="cpu", seed=1))
-    assert list(same) == list(reference)
-    for key in reference:
-        np.testing.assert_array_equal(same[key], reference[key], err_msg=key)
-    weights = [k for k in reference if k.endswith("conv.weight") or (k.endswith(".weight") and ".bn." not in k)]
-    assert all(not np.array_equal(other[k], reference[k]) for k in weights)
-
-
 def test_seed_leaves_global_rng_alone():
     spec = small_spec("d2l")
     torch.manual_seed(123)
@@ -443,102 +402,7 @@ def test_seed_leaves_global_rng_alone():
 # --------------------------------------------------------------------------- weights
 
 
-def test_export_import_round_trip(built):
-    spec, model, x = built
-    weights = impl_torch.export_weights(model)
-    shapes = spec.weight_shapes()
-    assert list(weights) == list(shapes)
-    assert all(weights[k].shape == shapes[k] and weights[k].dtype == np.float32 for k in shapes)
-    rng = np.random.default_rng(1)
-    for key in weights:  # non-trivial running statistics, so importing them is visible
-        if key.endswith(".bn.running_mean"):
-            weights[key] = rng.normal(0, 0.1, weights[key].shape).astype(np.float32)
-        elif key.endswith(".bn.running_var"):
-            weights[key] = rng.uniform(0.5, 2.0, weights[key].shape).astype(np.float32)
-    source = copy.deepcopy(model)
-    impl_torch.import_weights(source, weights)
-    fresh = impl_torch.build(spec, device="cpu", seed=1)
-    assert clearly_differ(impl_torch.forward(fresh, x), impl_torch.forward(source, x))
-    impl_torch.import_weights(fresh, weights)
-    back = impl_torch.export_weights(fresh)
-    for key in weights:
-        np.testing.assert_array_equal(back[key], weights[key], err_msg=key)
-    np.testing.assert_array_equal(impl_torch.forward(fresh, x), impl_torch.forward(source, x))
-    if any(k.endswith("running_var") for k in weights):
-        assert clearly_differ(impl_torch.forward(source, x), impl_torch.forward(model, x))
-
-
-@pytest.mark.parametrize("variant", ["googlenet", "d2l"])
-def test_save_load_file(variant, tmp_path):
-    spec = small_spec(variant)
-    model = impl_torch.build(spec, device="cpu", seed=0)
-    path = tmp_path / "weights.safetensors"
-    impl_torch.save_weights(model, path)
-    _, meta = W.load_weights(path, spec)
-    assert meta["variant"] == variant
-    fresh = impl_torch.build(spec, device="cpu", seed=1)
-    impl_torch.load_weights(fresh, path)
-    a, b = impl_torch.export_weights(model), impl_torch.export_weights(fresh)
-    assert all(np.array_equal(a[k], b[k]) for k in a)
-    x = batch(spec)
-    np.testing.assert_array_equal(impl_torch.forward(fresh, x), impl_torch.forward(model, x))
-
-
-@pytest.mark.parametrize("variant", ["googlenet", "d2l"])
-def test_bad_weights_name_the_key(variant):
-    spec = small_spec(variant)
-    model = impl_torch.build(spec, device="cpu", seed=0)
-    good = impl_torch.export_weights(model)
-    key = "inception4a.branch3.conv2.conv.weight"
-
-    missing = dict(good)
-    del missing[key]
-    with pytest.raises(W.WeightsError, match=re.escape(repr(key))):
-        impl_torch.import_weights(model, missing)
-
-    extra = {**good, "inception9z.conv.weight": np.zeros(3, np.float32)}
-    with pytest.raises(W.WeightsError, match=re.escape("'inception9z.conv.weight'")):
-        impl_torch.import_weights(model, extra)
-
-    wrong = {k: (v + 1 if k != key else np.zeros(v.shape[:-1] + (v.shape[-1] + 1,), np.float32))
-             for k, v in good.items()}
-    with pytest.raises(W.WeightsError, match=re.escape(repr(key))):
-        impl_torch.import_weights(model, wrong)
-    after = impl_torch.export_weights(model)  # nothing was set by the failed imports
-    assert all(np.array_equal(after[k], good[k]) for k in good)
-
-
 # --------------------------------------------------------------------------- arguments and devices
-
-
-def test_device_and_arguments():
-    spec = small_spec("d2l")
-    model = impl_torch.build(spec, device="cpu", seed=0)
-    assert impl_torch.device_of(model) == "cpu"
-    assert model.spec is spec
-    assert impl_torch.framework_version() == torch.__version__
-    if torch.cuda.is_available():
-        assert impl_torch.device_of(impl_torch.build(spec, device="gpu", seed=0)) == "gpu"
-        assert impl_torch.device_of(impl_torch.build(spec, seed=0)) == "gpu"
-    else:
-        with pytest.raises(ValueError, match=re.escape("Received: device='gpu'")):
-            impl_torch.build(spec, device="gpu")
-        assert impl_torch.device_of(impl_torch.build(spec, seed=0)) == "cpu"
-    with pytest.raises(ValueError, match=re.escape("Received: device='cuda'")):
-        impl_torch.build(spec, device="cuda")
-    for seed in (-1, 1.5, True, "0"):
-        with pytest.raises(ValueError, match=re.escape(f"Received: seed={seed!r}")):
-            impl_torch.build(spec, seed=seed)
-    with pytest.raises(ValueError, match="Received: spec='d2l'"):
-        impl_torch.build("d2l")
-    with pytest.raises(ValueError, match=re.escape("Received: x.shape=(2, 3, 45, 45)")):
-        impl_torch.forward(model, np.zeros((2, 3, 45, 45), np.float32))
-    with pytest.raises(ValueError, match="Received: training='yes'"):
-        impl_torch.forward(model, batch(spec), training="yes")
-    with pytest.raises(ValueError, match="Received: lr=-0.1"):
-        impl_torch.train_step(model, batch(spec), np.zeros(BATCH, np.int64), lr=-0.1)
-    with pytest.raises(ValueError, match=re.escape("Received: y.shape=(3,)")):
-        impl_torch.train_step(model, batch(spec), np.zeros(3, np.int64))
 
 
 def test_ieee_fp32_switches_tf32_off_and_restores():
