@@ -179,3 +179,44 @@ def test_run_bad_input_exit_2_no_output(capsys, tmp_path, case):
     assert code == 2, err
     assert fragment in err and err.count("\n") == 1
     assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.tf
+@pytest.mark.mxnet
+def test_tf_before_mxnet_in_one_process_does_not_crash(tmp_path):
+    """MXNet 1.9.1 segfaults when imported after TensorFlow: `--frameworks tf,mxnet` must still run. In a
+    fresh process, since this test session has MXNet loaded already (conftest)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("mxnet")
+    done = subprocess.run([sys.executable, "-m", "googlenet_suite", "compare", "d2l", "--frameworks", "tf,mxnet",
+                           "--input-size", "32", "32"], capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "d2l: AGREE: tf, mxnet" in done.stdout
+    header = next(line for line in done.stdout.splitlines() if "layer" in line and "oracle" in line)
+    assert header.index("Keras") < header.index("MXNet"), "columns keep the order the user gave"
+
+
+def test_compare_never_agrees_on_nan(capsys, tmp_path):
+    """A NaN anywhere (here: a NaN weight) is a disagreement, named, and the verdict and the JSON say the same."""
+    keys = _installed()
+    spec = shared_spec.load("d2l", input_size=(32, 32))
+    mod = fw_registry.load(keys[0])
+    model = mod.build(spec, device="cpu", seed=0)
+    weights = mod.export_weights(model)
+    weights["fc.bias"][:] = np.nan
+    from googlenet_suite import harness
+
+    original = harness.calibrated_weights
+    harness.calibrated_weights = lambda *args, **kwargs: weights
+    try:
+        result = harness.compare([spec], keys, batch=2, device="cpu", seed=0)
+    finally:
+        harness.calibrated_weights = original
+    (report,) = result["variants"]
+    assert result["agree"] is False and report["agree"] is False
+    assert "DISAGREE" in report["verdict"] and "non-finite" in report["verdict"] and "at fc" in report["verdict"]
+    assert all(report["frameworks"][k]["non_finite"] == "fc" for k in keys)
