@@ -8,10 +8,11 @@ Imports no deep-learning framework::
     report.params, report.layer("inception3a").out_shape
 """
 
+from .loader import default_variant, list_variants, load, read_document
 from .oracle import Analysis, LayerInfo, analyze, ceil_extra_padding, min_input_size, pool_output_size
 from .spec import (BUILTIN_SPEC, OVERRIDES, SCHEMA_FILE, AdaptiveAvgPool, Aux, BatchNorm, Branch, Concat, Conv, Dense,
-                   Dropout, Flatten, GlobalAvgPool, Init, Layer, LRN, Pool, Spec, SpecError, default_variant, is_buffer,
-                   list_variants, load, read_document, with_bn_momentum)
+                   Dropout, Flatten, GlobalAvgPool, Init, Layer, LRN, Pool, Spec, SpecError, is_buffer,
+                   with_bn_momentum)
 
 __version__ = "0.1.0"
 
