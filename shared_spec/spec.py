@@ -22,8 +22,18 @@ SCHEMA_FILE = HERE / "schema.json"
 OVERRIDES = ("num_classes", "in_channels", "input_size", "aux_logits", "dropout")
 
 
+MAX_MESSAGE = 300  # characters in an error message; longer ones are cut with "…"
+
+
 class SpecError(ValueError):
-    """A spec file, a variant name or an override is wrong. The message is one line."""
+    """A spec file, a variant name or an override is wrong. The message is one line of at most
+    :data:`MAX_MESSAGE` characters (line breaks become spaces; a longer message is cut with "…")."""
+
+    def __init__(self, message: object = "", *args):
+        text = " ".join(str(message).split("\n")).replace("\r", " ")
+        if len(text) > MAX_MESSAGE:
+            text = text[: MAX_MESSAGE - 1] + "…"
+        super().__init__(text, *args)
 
 
 # --------------------------------------------------------------------------- records
