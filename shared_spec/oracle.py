@@ -289,3 +289,59 @@ def analyze(spec: Spec) -> Analysis:
         min_input_size=min_input_size(spec),
         aux_outputs=tuple(aux_out),
     )
+
+
+BYTES_PER_VALUE = 4  # float32
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEstimate:
+    """A lower bound on the memory a framework needs for ``spec`` (float32, ``batch`` images):
+    every parameter and buffer once, plus every leaf layer's output (the input included)."""
+
+    batch: int
+    params: int  # parameters + buffers, values
+    activations: int  # values, for the whole batch
+    layers: tuple[tuple[str, int], ...]  # (leaf layer name, bytes it adds: its weights + its output)
+
+    @property
+    def bytes(self) -> int:
+        return (self.params + self.activations) * BYTES_PER_VALUE
+
+    def first_over(self, limit: int) -> str | None:
+        """The layer at which the running total first exceeds ``limit`` bytes (None if it never does)."""
+        total = _product((self.batch, *self.input_shape)) * BYTES_PER_VALUE if self.input_shape else 0
+        for name, size in self.layers:
+            total += size
+            if total > limit:
+                return name
+        return None
+
+    input_shape: Shape = ()  # without the batch axis
+
+
+def _product(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def memory_estimate(spec: Spec, batch: int = 1) -> MemoryEstimate:
+    """Parameters, buffers and activations of ``spec`` for ``batch`` images, from the shape rules alone
+    (nothing is allocated: sizes are Python integers, so a 10**12-class head is just a big number)."""
+    infos: list[LayerInfo] = []
+    try:
+        _walk(spec.layers, spec.input_shape, 0, infos, [])
+    except ShapeError as exc:
+        raise SpecError(f"{spec.variant}: input {spec.input_size[0]}x{spec.input_size[1]}: {exc}") from None
+    params, activations = 0, _product(spec.input_shape) * batch
+    layers = []
+    for info in infos:
+        if info.container:
+            continue
+        values = batch * _product(info.out_shape)
+        params += info.params + info.buffers
+        activations += values
+        layers.append((info.name, (info.params + info.buffers + values) * BYTES_PER_VALUE))
+    return MemoryEstimate(batch, params, activations, tuple(layers), tuple(spec.input_shape))

@@ -136,3 +136,256 @@ def test_bad_overrides(overrides, fragment):
 def test_aux_on_a_variant_without_aux():
     with pytest.raises(SpecError, match="d2l: override aux_logits=True: this variant has no aux heads"):
         shared_spec.load("d2l", aux_logits=True)
+
+
+# -- weight files ---------------------------------------------------------------------------------------------
+
+import json as _json  # noqa: E402
+import os  # noqa: E402
+import struct  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from shared_spec import weights as W  # noqa: E402
+
+
+def _one_line(exc_info, *fragments):
+    message = str(exc_info.value)
+    assert "\n" not in message and len(message) <= 300, message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    return message
+
+
+def _safetensors(path, tensors: dict, metadata: dict | None):
+    """A safetensors file written by hand: any dtype name, any metadata."""
+    header, blobs, offset = {}, [], 0
+    for key, (dtype, shape, blob) in tensors.items():
+        header[key] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    raw = _json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+    return path
+
+
+def _d2l_weights():
+    spec = shared_spec.load("d2l", num_classes=3, input_size=32)
+    return spec, {key: np.zeros(shape, np.float32) for key, shape in spec.weight_shapes().items()}
+
+
+def test_weights_round_trip_and_mode(tmp_path):
+    spec, weights = _d2l_weights()
+    path = tmp_path / "w.safetensors"
+    old = os.umask(0o027)
+    try:
+        W.save_weights(path, weights, spec)
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+    loaded, meta = W.load_weights(path, spec)
+    assert set(loaded) == set(weights) and W.check_metadata(meta) == {"num_classes": 3, "input_size": [32, 32]}
+
+
+@pytest.mark.parametrize("dtype,name", [("F16", "float16"), ("BF16", "bfloat16"), ("F64", "float64"),
+                                        ("I64", "int64"), ("U8", "uint8")])
+def test_weights_of_another_dtype(tmp_path, dtype, name):
+    size = {"F16": 2, "BF16": 2, "F64": 8, "I64": 8, "U8": 1}[dtype]
+    path = _safetensors(tmp_path / "w.safetensors", {"conv1.conv.weight": (dtype, [2, 3], b"\0" * 6 * size)},
+                        {"format": W.FORMAT})
+    with pytest.raises(W.WeightsError) as info:
+        W.load_weights(path)
+    _one_line(info, str(path), "'conv1.conv.weight'", f"dtype {name}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int32])
+def test_check_weights_refuses_other_dtypes(dtype):
+    spec, weights = _d2l_weights()
+    key = next(iter(weights))
+    weights[key] = weights[key].astype(dtype)
+    with pytest.raises(W.WeightsError) as info:
+        W.check_weights(spec, weights, source="mine")
+    _one_line(info, "mine", repr(key), f"dtype {np.dtype(dtype)}")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage_header", "huge_length", "tiny", "list_header",
+                                    "offsets_past_end", "wrong_size"])
+def test_damaged_weight_files(tmp_path, damage):
+    spec, weights = _d2l_weights()
+    path = tmp_path / "w.safetensors"
+    W.save_weights(path, weights, spec)
+    data = path.read_bytes()
+    length = struct.unpack("<Q", data[:8])[0]
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "garbage_header":
+        data = data[:8] + b"\xff" * length + data[8 + length:]
+    elif damage == "huge_length":
+        data = struct.pack("<Q", 2 ** 62) + data[8:]
+    elif damage == "tiny":
+        data = data[:5]
+    elif damage == "list_header":
+        data = struct.pack("<Q", 2) + b"[]"
+    if damage in ("offsets_past_end", "wrong_size"):
+        key = "conv1.conv.weight"
+        shape = list(weights[key].shape)
+        blob = b"\0" * 16 if damage == "offsets_past_end" else b""
+        entry = ("F32", shape if damage == "wrong_size" else [4, 100], blob or b"\0" * 8)
+        _safetensors(path, {key: entry}, {"format": W.FORMAT})
+        if damage == "offsets_past_end":
+            raw = path.read_bytes()
+            path.write_bytes(raw[:-8])  # the declared 1600 bytes are not there
+    else:
+        path.write_bytes(data)
+    with pytest.raises(W.WeightsError) as info:
+        W.load_weights(path, spec)
+    _one_line(info, str(path), "not a readable safetensors file")
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    ("{not json", "is not JSON"),
+    ("[1, 2]", "is a JSON list, expected an object"),
+    ("42", "is a JSON int"),
+])
+def test_metadata_overrides_must_be_a_json_object(tmp_path, overrides, fragment):
+    path = _safetensors(tmp_path / "w.safetensors", {"x": ("F32", [1], b"\0" * 4)},
+                        {"format": W.FORMAT, "overrides": overrides})
+    with pytest.raises(W.WeightsError) as info:
+        W.load_weights(path)
+    _one_line(info, str(path), "metadata field 'overrides'", fragment)
+
+
+def test_metadata_field_of_the_wrong_type(tmp_path):
+    path = _safetensors(tmp_path / "w.safetensors", {"x": ("F32", [1], b"\0" * 4)},
+                        {"format": W.FORMAT, "variant": ["googlenet"]})
+    with pytest.raises(W.WeightsError) as info:
+        W.load_weights(path)
+    _one_line(info, str(path), "metadata field 'variant'")
+
+
+def test_not_a_suite_weight_file(tmp_path):
+    path = _safetensors(tmp_path / "w.safetensors", {"x": ("F32", [1], b"\0" * 4)}, None)
+    with pytest.raises(W.WeightsError) as info:
+        W.load_weights(path)
+    _one_line(info, str(path), "not a googlenet-suite weight file")
+
+
+# -- .npy inputs ------------------------------------------------------------------------------------------------
+
+from shared_spec.arrays import ArrayError, read_array  # noqa: E402
+
+
+def test_read_array_round_trip(tmp_path):
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    np.save(tmp_path / "x.npy", x)
+    assert np.array_equal(read_array(tmp_path / "x.npy"), x)
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))
+    assert np.array_equal(read_array(tmp_path / "f.npy"), x)
+    np.save(tmp_path / "i.npy", np.arange(6, dtype=np.uint8))
+    assert read_array(tmp_path / "i.npy").dtype == np.uint8
+
+
+def _npy(tmp_path, array, name="x.npy", **kwargs):
+    path = tmp_path / name
+    with path.open("wb") as handle:
+        np.lib.format.write_array(handle, array, **kwargs)
+    return path
+
+
+@pytest.mark.parametrize("case,fragment", [
+    ("npz", "an .npz archive"),
+    ("text", "not a readable .npy file"),
+    ("claims_more", "the header claims"),
+    ("complex", "complex dtype"),
+    ("object", "object arrays are refused"),
+    ("strings", "non-numeric dtype"),
+    ("bool", "non-numeric dtype"),
+    ("structured", "non-numeric dtype"),
+    ("empty", "zero-size array of shape (1, 0, 4)"),
+    ("nan", "non-finite values at index (0, 1)"),
+    ("inf", "non-finite values at index (1, 0)"),
+    ("header", "damaged header"),
+    ("missing", "no such input file"),
+    ("too_big", "over the limit of 16"),
+])
+def test_bad_npy_inputs(tmp_path, case, fragment):
+    path = tmp_path / "x.npy"
+    kwargs = {}
+    if case == "npz":
+        np.savez(tmp_path / "x.npz", a=np.zeros(3))
+        os.replace(tmp_path / "x.npz", path)
+    elif case == "text":
+        path.write_text("hello")
+    elif case == "claims_more":
+        _npy(tmp_path, np.zeros((4, 4), np.float32))
+        data = path.read_bytes()
+        path.write_bytes(data[:-8])
+    elif case == "complex":
+        _npy(tmp_path, np.zeros(3, np.complex64))
+    elif case == "object":
+        _npy(tmp_path, np.array([1, "a"], dtype=object), allow_pickle=True)
+    elif case == "strings":
+        _npy(tmp_path, np.array(["a", "b"]))
+    elif case == "bool":
+        _npy(tmp_path, np.array([True]))
+    elif case == "structured":
+        _npy(tmp_path, np.zeros(2, dtype=[("a", "f4"), ("b", "i4")]))
+    elif case == "empty":
+        _npy(tmp_path, np.zeros((1, 0, 4), np.float32))
+    elif case == "nan":
+        _npy(tmp_path, np.array([[0, np.nan], [np.nan, 1]], np.float32))
+    elif case == "inf":
+        _npy(tmp_path, np.array([[0, 1], [np.inf, 1]], np.float64))
+    elif case == "header":
+        path.write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': <f4, }\n")
+    elif case == "missing":
+        path = tmp_path / "nope.npy"
+    elif case == "too_big":
+        _npy(tmp_path, np.zeros(100, np.float32))
+        kwargs = {"max_bytes": 16}
+    with pytest.raises(ArrayError) as info:
+        read_array(path, **kwargs)
+    assert isinstance(info.value, SpecError)
+    _one_line(info, str(path), fragment)
+
+
+def test_a_header_claiming_terabytes_is_refused_before_allocating(tmp_path):
+    header = {"descr": "<f4", "fortran_order": False, "shape": (10 ** 6, 10 ** 6)}
+    path = tmp_path / "x.npy"
+    with path.open("wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        handle.write(b"\0" * 64)
+    with pytest.raises(ArrayError) as info:
+        read_array(path)
+    _one_line(info, str(path), "the header claims 4000000000000 bytes")
+
+
+# -- atomic writes ----------------------------------------------------------------------------------------------
+
+from shared_spec.files import atomic_write  # noqa: E402
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_write_follows_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "out.txt", lambda tmp: open(tmp, "w").write("x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == mode
+
+
+def test_atomic_write_keeps_an_existing_files_mode_and_cleans_up(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    target.chmod(0o640)
+    atomic_write(target, lambda tmp: open(tmp, "w").write("new"))
+    assert target.read_text() == "new" and target.stat().st_mode & 0o777 == 0o640
+
+    def fail(tmp):
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        atomic_write(target, fail)
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
