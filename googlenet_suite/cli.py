@@ -9,18 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import shared_spec
-from shared_spec import contract
+from shared_spec import arrays, contract
 
 from . import data as datasets
 from . import frameworks as fw_registry
 from . import render
-from .console import UsageError, progress as _progress, write_file as _atomic_write
+from .console import UsageError, check_output, progress as _progress, write_file as _atomic_write
 
 EXIT_OK, EXIT_DISAGREE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -31,6 +33,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an integer >= 0 (numpy's and the frameworks' generators take no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def _variant_parent(variants: str = "one") -> argparse.ArgumentParser:
@@ -178,13 +194,13 @@ def cmd_compare(args) -> int:
 def cmd_run(args) -> int:
     if args.weights and args.seed is not None:
         raise UsageError("run: give --weights FILE or --seed S, not both")
+    outputs = [Path(args.output)] + ([Path(args.save_weights)] if args.save_weights else [])
+    for option, out in zip(("--output", "--save-weights"), outputs):  # before any work: all or nothing
+        check_output(out, option)
+    if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
+        raise UsageError(f"--output and --save-weights name the same file: {outputs[0]}")
     path = Path(args.input)
-    try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such input file") from None
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"{path}: not a readable .npy file: {str(exc).splitlines()[0]}") from None
+    x = arrays.read_array(path, what="--input")
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or not np.issubdtype(x.dtype, np.number):
@@ -203,9 +219,13 @@ def cmd_run(args) -> int:
         mod.load_weights(model, args.weights)
     logits = mod.forward(model, x.astype(np.float32), training=False)
     logits = np.asarray(logits, dtype=np.float32)
-    _atomic_write(Path(args.output), lambda tmp: np.save(open(tmp, "wb"), logits))
-    if args.save_weights:
-        mod.save_weights(model, args.save_weights)
+    with tempfile.TemporaryDirectory(dir=outputs[0].parent, prefix=".googlenet-suite-") as tmp:
+        if args.save_weights:  # written to a temporary file first: both outputs appear, or neither
+            staged = Path(tmp) / "weights.safetensors"
+            mod.save_weights(model, staged)
+        _atomic_write(Path(args.output), lambda out: np.save(open(out, "wb"), logits))
+        if args.save_weights:
+            os.replace(staged, args.save_weights)
     print(f"{args.framework} {spec.variant}: {tuple(x.shape)} -> {tuple(logits.shape)} written to {args.output}",
           file=sys.stderr)
     return EXIT_OK
@@ -307,6 +327,10 @@ def cmd_train(args) -> int:
             optimizer = args.optimizer or "sgd"
             lr = args.lr if args.lr is not None else train.DEFAULT_LR.get(optimizer, 0.1)
             recipe = train.Recipe(**{**{k: v for k, v in given.items() if v is not None}, "lr": lr}).check()
+        if not args.out and not args.resume and not _SAFE_NAME.fullmatch(recipe.variant):
+            # the default directory is made from the variant's name: it must stay one plain name under runs/
+            raise UsageError(f"train: variant name {recipe.variant[:60]!r} cannot name a directory under runs/; "
+                             f"give --out DIR")
         out = args.out or (str(Path(args.resume).parent) if args.resume  # go on writing beside the checkpoint
                            else f"runs/{recipe.framework}-{recipe.variant}-{recipe.data}")
         if Path(out).exists() and not Path(out).is_dir():
@@ -362,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frameworks", metavar="LIST",
                    help=f"comma-separated: {','.join(fw_registry.FRAMEWORKS)} (default: all)")
     p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--stages", action="store_true", help="one row per stage instead of per layer")
     p.add_argument("--require-all", action="store_true",
                    help="a framework of --frameworks that is not installed fails the check (exit 1) "
@@ -373,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                        parents=[one, spec, _device_parent()])
     p.add_argument("--framework", required=True, choices=list(fw_registry.FRAMEWORKS))
     p.add_argument("--weights", metavar="FILE", help="safetensors weights (googlenet-suite layout)")
-    p.add_argument("--seed", type=int, help="initialise with this seed instead of loading weights")
+    p.add_argument("--seed", type=_seed, help="initialise with this seed instead of loading weights")
     p.add_argument("--save-weights", metavar="FILE")
     p.add_argument("--input", required=True, metavar="X.npy")
     p.add_argument("--output", required=True, metavar="LOGITS.npy")
@@ -383,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                        parents=[one, spec])
     p.add_argument("--framework", required=True, choices=list(fw_registry.FRAMEWORKS))
     p.add_argument("--weights", metavar="FILE", help="safetensors weights (default: seeded, BatchNorm calibrated)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: 17; 13 for MXNet's mx2onnx)")
     p.add_argument("--batch", type=int, default=2, help="examples in the verification batch")
     p.add_argument("--output", required=True, metavar="MODEL.onnx")
@@ -418,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="default sgd (plain: no momentum, no weight decay)")
     p.add_argument("--resize", type=int, help="input size, square (default 96)")
     p.add_argument("--aux", action="store_true", default=None, help="turn the aux heads on (their loss is weighted)")
-    p.add_argument("--seed", type=int, help="weights and batch order (default 0)")
+    p.add_argument("--seed", type=_seed, help="weights and batch order (default 0)")
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N training and N test examples")
     p.add_argument("--out", metavar="DIR", help="logs and checkpoints (default runs/FRAMEWORK-VARIANT-DATA; "
                                                 "with --resume, the checkpoint's directory)")

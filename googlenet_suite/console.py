@@ -8,19 +8,26 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .files import atomic_write
+from shared_spec.files import atomic_write
 
 
 class UsageError(ValueError):
     """Bad command-line input (exit code 2)."""
 
 
-def write_file(path: Path, write: Callable[[str], None]) -> None:
-    """``atomic_write`` into an existing directory; a missing one is a usage error, not a traceback."""
+def check_output(path: Path, option: str = "--output") -> Path:
+    """An output file that can be written: its directory exists, and it is not itself a directory."""
     path = Path(path)
-    if not path.parent.exists():
-        raise UsageError(f"{path}: directory {path.parent} does not exist")
-    atomic_write(path, write)
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory, expected a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{option} {path}: directory {path.parent} does not exist")
+    return path
+
+
+def write_file(path: Path, write: Callable[[str], None], option: str = "--output") -> None:
+    """``atomic_write`` after ``check_output``: a bad path is a usage error, never a traceback."""
+    atomic_write(check_output(path, option), write)
 
 
 def progress():

@@ -40,7 +40,7 @@ from shared_spec.contract import ContractError, EpochStats  # noqa: F401  (Epoch
 
 from . import data
 from . import frameworks as fw_registry
-from .files import atomic_write
+from shared_spec.files import atomic_write
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import (its C++ info lines)
 

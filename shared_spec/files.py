@@ -1,6 +1,6 @@
 """Output files that are complete or absent: write to a temporary file beside the target, then rename.
 
-The same signature as ``googlenet_suite.files.atomic_write``; unlike a bare ``tempfile.mkstemp``
+Used by the weights writer and by every command of the CLI; unlike a bare ``tempfile.mkstemp``
 (mode 0600), the finished file gets the mode a plain ``open(path, "w")`` would give it: the
 existing file's mode when it replaces one, else ``0o666 & ~umask``.
 """

@@ -272,17 +272,3 @@ def _padding(value) -> tuple[int, int, int, int]:
 
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-
-_LOADER_NAMES = ("load", "list_variants", "default_variant", "read_document")
-
-
-def __getattr__(name: str):
-    # ``shared_spec.spec.load`` and friends moved to :mod:`shared_spec.loader`; imported
-    # lazily so that this module (and the oracle, which imports it) need not import the loader.
-    if name in _LOADER_NAMES:
-        from . import loader
-
-        return getattr(loader, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

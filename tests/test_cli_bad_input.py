@@ -1,0 +1,242 @@
+"""Every class of bad input, through the CLI as a user meets it: exit 2, one line on stderr that names the
+file, option, JSON path or tensor key, no traceback, and no output file (nothing half-written, nothing
+outside the output directory). The loaders' own cases, one by one, are in test_spec_limits.py,
+test_spec_errors.py and test_properties.py; this file holds one or more per class at the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from googlenet_suite.cli import main
+
+
+def bad(capsys, tmp_path, argv, *expected):
+    """Run the CLI in this process; exit 2, one line naming ``expected``, and no file left in ``tmp_path/out``."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir(exist_ok=True)
+    code = main([str(a) for a in argv])
+    stdout, stderr = capsys.readouterr()
+    assert code == 2, (stdout, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr and len(lines[0]) < 400
+    for text in expected:
+        assert text in lines[0], lines[0]
+    assert list(out_dir.iterdir()) == [], "a refused command wrote a file"
+    return lines[0]
+
+
+def spec_file(tmp_path, builtin_doc, mutate=None, *, text=None, name="spec.json"):
+    path = tmp_path / name
+    if text is not None:
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return path
+    doc = json.loads(json.dumps(builtin_doc))
+    if mutate:
+        mutate(doc)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def _self_block(doc):
+    doc["blocks"]["loop"] = {"params": [], "layer": {"op": "concat", "branches": {
+        "a": [{"name": "again", "op": "block", "block": "loop"}]}}}
+    doc["variants"]["googlenet"]["layers"][5] = {"name": "inception3a", "op": "block", "block": "loop"}
+
+
+def _float_channels(doc):
+    doc["variants"]["googlenet"]["layers"][0]["out"] = 1e12
+
+
+def _nan_rate(doc):
+    doc["variants"]["googlenet"]["layers"][-2]["rate"] = float("nan")
+
+
+SPECS = {
+    "block uses itself": (dict(mutate=_self_block), ["uses itself"]),
+    "nested 10000 deep": (dict(text="[" * 10_000 + "]" * 10_000), ["nest"]),
+    "not UTF-8": (dict(text=b"\xff\xfe{\x00}\x00"), ["UTF-8"]),
+    "float channel count": (dict(mutate=_float_channels), ["$.variants.googlenet.layers[0]"]),
+    "NaN dropout rate": (dict(mutate=_nan_rate), ["NaN"]),
+}
+
+
+@pytest.mark.parametrize("case", list(SPECS))
+def test_bad_spec_file(capsys, tmp_path, builtin_doc, case):
+    kwargs, expected = SPECS[case]
+    path = spec_file(tmp_path, builtin_doc, **kwargs)
+    bad(capsys, tmp_path, ["inspect", "googlenet", "--spec", path], str(path), *expected)
+
+
+def test_huge_spec_fails_fast(capsys, tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text('{"x": "' + "a" * (50 * 2**20) + '"}')
+    bad(capsys, tmp_path, ["inspect", "--spec", path], str(path))
+
+
+def test_huge_override_is_refused_before_allocating(capsys, tmp_path):
+    message = bad(capsys, tmp_path, ["inspect", "googlenet", "--num-classes", 10**12], "GiB", "over the limit")
+    assert "fc" in message
+
+
+def test_zero_input_size_names_the_option(capsys, tmp_path):
+    bad(capsys, tmp_path, ["inspect", "googlenet", "--input-size", 0, 0], "input_size")
+
+
+# --------------------------------------------------------------------------- options and outputs
+
+
+def test_negative_seed_names_the_option(capsys, tmp_path):
+    bad(capsys, tmp_path, ["compare", "d2l", "--seed", -1], "--seed")
+
+
+def _torch():
+    pytest.importorskip("torch", reason="PyTorch is not installed")
+
+
+def _x(tmp_path, shape=(1, 1, 96, 96), dtype=np.float32):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros(shape, dtype))
+    return path
+
+
+@pytest.mark.torch
+def test_output_that_is_a_directory(capsys, tmp_path):
+    _torch()
+    x = _x(tmp_path)
+    bad(capsys, tmp_path, ["run", "d2l", "--framework", "torch", "--input", x, "--output", tmp_path / "out"],
+        "--output", "is a directory")
+
+
+@pytest.mark.torch
+def test_save_weights_into_a_missing_directory_writes_no_logits(capsys, tmp_path):
+    _torch()
+    x = _x(tmp_path)
+    bad(capsys, tmp_path, ["run", "d2l", "--framework", "torch", "--input", x, "--output", tmp_path / "out" / "l.npy",
+                           "--save-weights", tmp_path / "missing" / "w.safetensors"], "--save-weights", "missing")
+
+
+@pytest.mark.torch
+def test_written_files_follow_the_umask(capsys, tmp_path):
+    _torch()
+    x = _x(tmp_path)
+    out = tmp_path / "logits.npy"
+    old = os.umask(0o022)
+    try:
+        assert main(["run", "d2l", "--framework", "torch", "--input", str(x), "--output", str(out),
+                     "--save-weights", str(tmp_path / "w.safetensors")]) == 0
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def _npz_named_npy(tmp_path):
+    path = tmp_path / "x.npy"
+    with open(path, "wb") as f:
+        np.savez(f, x=np.zeros((1, 1, 96, 96), np.float32))
+    return path
+
+
+def _lying_header(tmp_path):
+    path = tmp_path / "x.npy"
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 1, 96, 96), }"
+    header += " " * (63 - len(header)) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + b"\x00" * 64)
+    return path
+
+
+ARRAYS = {
+    "npz named npy": (_npz_named_npy, []),
+    "header claims more than the file": (_lying_header, []),
+    "complex": (lambda t: _x(t, dtype=np.complex64), ["complex"]),
+    "zero-size": (lambda t: _x(t, shape=(1, 1, 0, 0)), []),
+}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("case", list(ARRAYS))
+def test_bad_input_array(capsys, tmp_path, case):
+    _torch()
+    make, expected = ARRAYS[case]
+    path = make(tmp_path)
+    bad(capsys, tmp_path, ["run", "d2l", "--framework", "torch", "--input", path, "--output",
+                           tmp_path / "out" / "logits.npy"], str(path), *expected)
+
+
+# --------------------------------------------------------------------------- weights and checkpoints
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "I64"])
+def test_weights_of_another_dtype_are_refused_by_name(capsys, tmp_path, dtype):
+    _torch()
+    import torch
+    from safetensors.torch import save_file
+
+    import impl_torch
+    import shared_spec
+
+    spec = shared_spec.load("d2l")
+    weights = impl_torch.export_weights(impl_torch.build(spec, device="cpu", seed=0))
+    torch_dtype = {"BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64}[dtype]
+    tensors = {k: torch.from_numpy(v) for k, v in weights.items()}
+    tensors["fc.bias"] = tensors["fc.bias"].to(torch_dtype)
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, str(path), metadata=shared_spec.weights.metadata(spec))
+    bad(capsys, tmp_path, ["run", "d2l", "--framework", "torch", "--weights", path, "--input", _x(tmp_path),
+                           "--output", tmp_path / "out" / "l.npy"], str(path), "fc.bias")
+
+
+def test_weights_metadata_that_is_not_json(capsys, tmp_path):
+    from safetensors.numpy import save_file
+
+    import shared_spec
+
+    spec = shared_spec.load("d2l")
+    shapes = spec.weight_shapes()
+    path = tmp_path / "w.safetensors"
+    save_file({k: np.zeros(s, np.float32) for k, s in shapes.items()}, str(path),
+              metadata={**shared_spec.weights.metadata(spec), "overrides": "[1, 2"})
+    with pytest.raises(shared_spec.SpecError) as info:
+        shared_spec.weights.load_weights(path, spec)
+    assert str(path) in str(info.value) and "overrides" in str(info.value) and "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def test_train_never_writes_outside_its_directory(capsys, tmp_path, builtin_doc, monkeypatch):
+    """A variant named like a path cannot steer train's default output directory out of runs/."""
+    def rename(doc):
+        doc["variants"]["x/../../../escaped"] = doc["variants"]["d2l"]
+    path = spec_file(tmp_path, builtin_doc, rename)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code = main(["train", "--framework", "torch", "--variant", "x/../../../escaped", "--spec", str(path),
+                 "--data", "synthetic", "--epochs", "1", "--limit", "8", "--quiet"])
+    stderr = capsys.readouterr().err
+    assert code == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+    assert not (tmp_path / "escaped").exists() and list(work.iterdir()) == []
+
+
+def test_cli_never_prints_a_traceback_for_a_missing_file(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "googlenet_suite", "inspect", "--spec", str(tmp_path / "no.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
