@@ -745,7 +745,7 @@ def render_markdown(report: dict) -> str:
                        ("numpy", "numpy"), ("torch", "torch"), ("torch_cuda", "CUDA (torch)"), ("cudnn", "cuDNN"),
                        ("jax", "jax"), ("keras", "keras"), ("onnxruntime", "onnxruntime")):
         if key in env:
-            lines.append(f"| {label} | {_fmt(env[key])} |")
+            lines.append(f"| {label} | {_fmt(env[key], '{:g}')} |")
     eq = report["torch_equivalence"]
     lines += ["", f"PyTorch builder, {eq['under_test']} vs {eq['reference']} (same calibrated weights):", "",
               "| variant | input | logits max abs diff | logit scale | layers | worst layer (diff / max(1, scale)) "

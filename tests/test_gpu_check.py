@@ -154,3 +154,47 @@ def test_a_missing_jsonschema_is_one_line_naming_it(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "missing Python package 'jsonschema'" in lines[0] and "'rpds'" in lines[0] and "wheel" in lines[0]
+
+
+def _module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_report_renders_targets_and_verdict(cpu_run):
+    """The GPU-only branches of the report (device fields, peak memory, met/unmet targets, a failing check,
+    skipped cells) on the CPU run's report with GPU figures put in."""
+    gc = _module()
+    _, out = cpu_run
+    report = json.loads((out / "gpu_check.json").read_text())
+    report["mode"] = {"cpu": False, "quick": False}
+    report["environment"].update(device="cuda:0", device_name="NVIDIA H200", device_memory_gib=139.8,
+                                 compute_capability="9.0", driver="570.00")
+    bench = report["bench"]
+    bench["input"] = [3, 224, 224]
+    bench["rows"] = [
+        {"kind": "forward", "mode": "fast", "batch": 256, "status": "ok", "images_per_s": 25_000.0, "median_s": 0.01,
+         "first_call_s": 40.0, "peak_memory_bytes": 3 * 2**30, "bf16_max_logit_diff": 0.02, "fp32_logit_scale": 4.0},
+        {"kind": "train", "mode": "fast", "batch": 256, "status": "ok", "images_per_s": 4_000.0, "median_s": 0.064,
+         "first_call_s": 70.0, "peak_memory_bytes": 20 * 2**30, "loss": 6.9},
+        {"kind": "train", "mode": "fast", "batch": 1, "status": "skipped", "reason": "time guard: 3 s left"},
+    ]
+    report["targets"] = gc.targets(bench, True, "NVIDIA H200")
+    assert report["targets"]["forward"]["status"] == "met"
+    assert report["targets"]["train"]["status"] == "unmet"
+    assert report["targets"]["forward"]["best_batch"] == 256
+    report["torch_equivalence"]["variants"][0].update(status="fail", logits_max_abs_diff=3e-4)
+    report["verdict"], report["failures"] = gc.verdict(report)
+    assert report["verdict"] == "FAIL" and report["failures"] == ["torch googlenet: fail"]
+    markdown = gc.render_markdown(report)
+    assert markdown.startswith("### GPU check: NVIDIA H200")
+    assert "| device memory (GiB) | 139.8 |" in markdown
+    assert "| forward | fast | 256 | 25,000 |" in markdown and "| 3,072 |" in markdown
+    assert "| train | fast | 1 | skipped: time guard: 3 s left |" in markdown
+    assert "| forward | >= 20,000 | 25,000 | 256 | met |" in markdown
+    assert "| train | >= 5,000 | 4,000 | 256 | unmet |" in markdown
+    assert "for an H200" in gc.targets(bench, True, "NVIDIA A100")["forward"]["reason"]  # another GPU: said so
