@@ -46,8 +46,7 @@ def _explicit_adaptive(in_shape, output_size):
     return hybrid_forward
 
 
-def output_names(spec, aux: bool) -> list[str]:
-    return ["logits", *(head.name for head in spec.aux_heads)] if aux else ["logits"]
+output_names = C.onnx_output_names
 
 
 def symbol(model: GoogLeNet, aux: bool) -> mx.sym.Symbol:
@@ -96,15 +95,7 @@ def export_onnx(model: GoogLeNet, path: str | os.PathLike, *, opset: int, aux: b
     """
     from impl_onnx.verify import rename_io
 
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        raise C.ContractError(f"model must come from impl_mxnet.build. Received: model={type(model).__name__}")
-    if aux and not spec.aux_heads:
-        raise C.ContractError(f"aux=True but {spec.variant} was built without aux heads "
-                         f"(shared_spec.load(..., aux_logits=True)). Received: aux={aux!r}")
-    if opset not in OPSETS:
-        raise C.ContractError(f"mx2onnx (MXNet {mx.__version__}) writes opset {' or '.join(map(str, OPSETS))} only. "
-                         f"Received: opset={opset!r}")
+    spec = C.check_export(model, "impl_mxnet", aux=aux, opset=opset, opsets=OPSETS)  # mx2onnx: 12 or 13 only
     sym = symbol(model, aux)
     params = {p.name: p.data(p.list_ctx()[0]).as_in_context(mx.cpu()) for p in model.collect_params().values()}
     used = set(sym.list_arguments()) | set(sym.list_auxiliary_states())

@@ -19,8 +19,7 @@ from shared_spec import contract as C
 OPSET = 17  # the opset `googlenet-suite export` writes unless --opset says otherwise
 
 
-def output_names(spec, aux: bool) -> list[str]:
-    return ["logits", *(head.name for head in spec.aux_heads)] if aux else ["logits"]
+output_names = C.onnx_output_names
 
 
 def export_onnx(model: keras.Model, path: str | os.PathLike, *, opset: int, aux: bool) -> None:
@@ -29,14 +28,7 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, *, opset: int, aux:
 
     from impl_onnx.verify import rename_io
 
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        raise C.ContractError(f"model must come from impl_tf.build. Received: model={type(model).__name__}")
-    if aux and not spec.aux_heads:
-        raise C.ContractError(f"aux=True but {spec.variant} was built without aux heads "
-                         f"(shared_spec.load(..., aux_logits=True)). Received: aux={aux!r}")
-    if isinstance(opset, bool) or not isinstance(opset, int):
-        raise C.ContractError(f"opset must be an integer. Received: opset={opset!r}")
+    spec = C.check_export(model, "impl_tf", aux=aux, opset=opset)
     # every graph output of the functional model (main logits, then the aux heads), whatever its call picks
     plain = keras.Model(model.inputs, model.outputs)
     count = len(output_names(spec, aux))

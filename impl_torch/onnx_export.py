@@ -70,20 +70,12 @@ class _Outputs(nn.Module):
 OPSET = 17  # the opset `googlenet-suite export` writes unless --opset says otherwise
 
 
-def output_names(spec, aux: bool) -> list[str]:
-    return ["logits", *(head.name for head in spec.aux_heads)] if aux else ["logits"]
+output_names = C.onnx_output_names
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int, aux: bool) -> None:
     """Write ``model`` (eval mode) to ``path``; ``aux=True`` needs a model built with ``aux_logits``."""
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        raise C.ContractError(f"model must come from impl_torch.build. Received: model={type(model).__name__}")
-    if aux and not spec.aux_heads:
-        raise C.ContractError(f"aux=True but {spec.variant} was built without aux heads "
-                         f"(shared_spec.load(..., aux_logits=True)). Received: aux={aux!r}")
-    if isinstance(opset, bool) or not isinstance(opset, int):
-        raise C.ContractError(f"opset must be an integer. Received: opset={opset!r}")
+    spec = C.check_export(model, "impl_torch", aux=aux, opset=opset)
     wrapper = _Outputs(exportable_copy(model), aux).eval()
     x = torch.zeros((1, *spec.input_shape), dtype=torch.float32)
     names = output_names(spec, aux)

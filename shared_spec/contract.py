@@ -126,6 +126,29 @@ def check_training(training) -> bool:
     return training
 
 
+# --------------------------------------------------------------------------- ONNX exporters
+
+
+def check_export(model, package: str, *, aux, opset, opsets: Iterable[int] | None = None) -> Spec:
+    """The arguments every ``impl_X.onnx_export.export_onnx`` takes; returns the model's spec. ``opsets``: the
+    only opsets that exporter can write (mx2onnx), else any integer (the exporter or onnx refuses the rest)."""
+    spec = check_model_spec(model, package)
+    if not isinstance(aux, bool):
+        raise ContractError(f"aux must be True or False. {_received('aux', aux)}")
+    if aux and not spec.aux_heads:
+        raise ContractError(f"aux=True but {spec.variant} was built without aux heads "
+                            f"(shared_spec.load(..., aux_logits=True)). {_received('aux', aux)}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or (opsets is not None and opset not in opsets):
+        allowed = f"one of {', '.join(map(str, opsets))}" if opsets is not None else "an integer"
+        raise ContractError(f"{package}'s ONNX exporter writes opset {allowed}. {_received('opset', opset)}")
+    return spec
+
+
+def onnx_output_names(spec: Spec, aux: bool) -> list[str]:
+    """The outputs every exported file has: ``logits``, then each aux head by its spec name."""
+    return ["logits", *(head.name for head in spec.aux_heads)] if aux else ["logits"]
+
+
 # --------------------------------------------------------------------------- bench runners
 
 BENCH_SOURCES = ("spec", "hand")
@@ -185,5 +208,6 @@ class EpochStats:
 __all__ = [
     "ACTIVATIONS", "BENCH_MODES", "BENCH_SOURCES", "DEVICES", "ContractError", "EpochStats", "SpecError",
     "check_activation", "check_bench_options", "check_handwritten", "check_input", "check_labels", "check_lr",
-    "check_model_spec", "check_seed", "check_spec", "check_training", "compile_now", "resolve_device", "unknown_op",
+    "check_export", "check_model_spec", "check_seed", "check_spec", "check_training", "compile_now", "onnx_output_names",
+    "resolve_device", "unknown_op",
 ]
