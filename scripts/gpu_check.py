@@ -352,7 +352,9 @@ def keras_child(workdir: str) -> None:
         import impl_tf
         import shared_spec
     except ImportError as exc:
-        result.update(status="skipped", reason=f"cannot import keras/impl_tf on this backend: {_err(exc)}")
+        result.update(status="skipped", reason=f"cannot import keras/impl_tf on this backend: {_err(exc)}; keras "
+                      "needs absl-py, namex, optree, h5py, ml-dtypes, rich, packaging too (some compiled): "
+                      "`pip install --no-index --find-links wheels --target vendor keras`, PYTHONPATH=vendor")
         out.write_text(json.dumps(result))
         return
     result["keras"] = keras.__version__
