@@ -97,9 +97,34 @@ class Recipe:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Recipe":
+    def from_dict(cls, values: dict, *, source: str = "recipe") -> "Recipe":
+        """A recipe read from a file, every field checked for its type first (a one-line TrainError naming
+        ``source`` and the field, never a TypeError deep inside training)."""
+        check_recipe_fields(values, source)
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+#: the fields of a recipe as a checkpoint's .json stores them
+RECIPE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        **{name: {"type": "string"} for name in ("framework", "variant", "data", "optimizer", "device")},
+        **{name: {"type": "integer"} for name in ("epochs", "batch", "resize", "seed")},
+        "lr": {"type": "number"},
+        "aux": {"type": "boolean"},
+        "limit": {"type": ["integer", "null"]},
+    },
+}
+
+
+def check_recipe_fields(values, source: str) -> None:
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(RECIPE_SCHEMA).iter_errors(values))
+    if error is not None:
+        where = "$.recipe" + "".join(f".{part}" for part in error.absolute_path)
+        raise TrainError(f"{source}: {where}: {error.message[:120]}")
 
 
 # --------------------------------------------------------------------------- data
@@ -267,7 +292,7 @@ def resume_recipe(meta: dict, given: dict) -> Recipe:
     """The checkpoint's recipe; ``given`` (options typed on the command line) may change the number of
     epochs, the device and, for plain SGD, the framework (the weights are neutral, plain SGD has no
     state). Anything else that differs would make the resumed run a different run: an error."""
-    recipe = Recipe.from_dict(meta["recipe"])
+    recipe = Recipe.from_dict(meta["recipe"], source=f"--resume: {sidecar(meta['path'])}")
     changes = {}
     for key, value in given.items():
         if value is None or value == getattr(recipe, key):
@@ -367,8 +392,9 @@ def evaluate_checkpoint(framework: str, weights: str | os.PathLike, *, variant: 
     try:
         recipe_meta = json.loads(sidecar(weights).read_text()).get("recipe", {})
     except (OSError, ValueError, AttributeError):
-        recipe_meta = {}
-    overrides = json.loads(meta.get("overrides") or "{}")
+        recipe_meta = {}  # weights without train's .json beside them: the defaults
+    check_recipe_fields(recipe_meta, f"--weights: {sidecar(weights)}")
+    overrides = W.check_metadata(meta, source=f"--weights: {weights}")
     recipe = Recipe(framework=framework, variant=variant or meta.get("variant") or "d2l", data=data_name,
                     resize=resize or recipe_meta.get("resize") or 96, limit=limit, device=device,
                     aux=bool(overrides.get("aux_logits", False))).check()

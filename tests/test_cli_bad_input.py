@@ -240,3 +240,30 @@ def test_cli_never_prints_a_traceback_for_a_missing_file(tmp_path):
     done = subprocess.run([sys.executable, "-m", "googlenet_suite", "inspect", "--spec", str(tmp_path / "no.json")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def _checkpoint(tmp_path, sidecar: dict):
+    import impl_torch
+    import shared_spec
+
+    path = tmp_path / "epoch_1.safetensors"
+    impl_torch.save_weights(impl_torch.build(shared_spec.load("d2l", input_size=(32, 32)), device="cpu", seed=0), path)
+    path.with_suffix(".json").write_text(json.dumps(sidecar))
+    return path
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("recipe, field", [("fast", "'recipe'"), ({"resize": "96"}, "$.recipe.resize"),
+                                           ({"epochs": "3"}, "$.recipe.epochs")])
+def test_checkpoint_json_fields_are_validated(capsys, tmp_path, recipe, field):
+    _torch()
+    from googlenet_suite.train import CHECKPOINT_FORMAT
+
+    path = _checkpoint(tmp_path, {"format": CHECKPOINT_FORMAT, "framework": "torch", "epoch": 1, "steps": 1,
+                                  "recipe": recipe, "history": []})
+    sidecar = str(path.with_suffix(".json"))
+    if isinstance(recipe, dict) and "resize" in recipe:
+        argv = ["evaluate", "--framework", "torch", "--weights", path, "--data", "synthetic", "--limit", 8]
+    else:
+        argv = ["train", "--resume", path, "--epochs", 2, "--quiet"]
+    bad(capsys, tmp_path, argv, sidecar, field)
