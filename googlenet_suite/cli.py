@@ -200,7 +200,7 @@ def cmd_run(args) -> int:
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise UsageError(f"--output and --save-weights name the same file: {outputs[0]}")
     path = Path(args.input)
-    x = arrays.read_array(path, what="--input")
+    x = arrays.read_array(path, what="input")  # messages: "input FILE: ..."
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or not np.issubdtype(x.dtype, np.number):
