@@ -14,12 +14,21 @@ which returns an object with:
 ``source="spec"`` builds through the framework's builder; ``source="hand"`` is a
 hand-written torchvision-style GoogLeNet in plain framework code, kept inside
 the benchmark to show that building from the spec costs nothing at run time.
+onnxruntime (forward only) has ``source="spec"`` (``impl_onnx``'s graph) and one
+``export:<key>`` row per other framework in the run: that framework's model written by its
+exporter (``impl_<key>.onnx_export``), run by onnxruntime.
+
+The limit comes with every row: each framework's ``peak_gflops(device, dtype)`` first times a
+large matmul (the machine's reachable rate in that framework, fp32 and bf16 where the hardware has
+it), and a row's achieved rate is 2 x the oracle's multiply-adds x images/s (x 3 for a training step:
+forward, input gradients, weight gradients), given as GFLOP/s and as a share of that peak.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -95,17 +104,34 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[floa
     return statistics.median(ratios), q1, q3
 
 
+EXPORT = "export:"  # an onnxruntime row's source: "export:torch" is PyTorch's exporter's file
+
+
+def export_file(key: str, spec: shared_spec.Spec, folder: str) -> str:
+    """``key``'s model of ``spec`` (seeded weights: speed does not depend on them) written by its ONNX
+    exporter into ``folder``; the path."""
+    mod = fw_registry.load(key)
+    exporter = fw_registry.part(key, "onnx_export")  # ModuleNotFoundError (tf2onnx) becomes the row's error
+    path = str(Path(folder) / f"{key}-{spec.variant}.onnx")
+    exporter.export_onnx(mod.build(spec, device="cpu", seed=0), path, opset=exporter.OPSET, aux=False)
+    return path
+
+
 def bench_group(key: str, spec: shared_spec.Spec, *, sources: list[str], mode: str, batch: int, device: str,
-                repeats: int, warmup: int, train: bool) -> list[dict]:
-    """One row per source (spec-built, hand-written), measured interleaved in one process."""
+                repeats: int, warmup: int, train: bool, files: dict[str, str] | None = None) -> list[dict]:
+    """One row per source (spec-built, hand-written, or an exporter's file in ``files``), measured
+    interleaved in one process."""
     module = fw_registry.part(key, "bench")
+    macs = shared_spec.analyze(spec).macs
     _reset_peak_rss()
     runners, rows = {}, {}
     for source in sources:
         base = {"framework": key, "variant": spec.variant, "source": source, "mode": mode, "batch": batch}
         try:
             start = time.perf_counter()
-            runner = module.runner(spec, source=source, mode=mode, device=device, batch=batch, train=train)
+            extra = {"model_file": (files or {})[source]} if source.startswith(EXPORT) else {}
+            runner = module.runner(spec, source=source.split(":")[0], mode=mode, device=device, batch=batch,
+                                   train=train, **extra)
             rows[source] = {**base, "device": runner.device, "notes": runner.notes,
                             "setup_s": round(time.perf_counter() - start, 3)}
             runners[source] = runner
@@ -126,33 +152,64 @@ def bench_group(key: str, spec: shared_spec.Spec, *, sources: list[str], mode: s
         if train:
             t = _stats(step[source])
             row["train"] = {**t, "images_per_s": batch / t["median_s"], "times_s": step[source]}
+        for part in ("forward", "train"):
+            if part in row:  # achieved GFLOP/s from the oracle's multiply-adds
+                work = contract.TRAIN_WORK if part == "train" else 1
+                row[part]["gflops"] = 2 * work * macs * row[part]["images_per_s"] / 1e9
         row["peak_gpu_bytes"] = runner.peak_gpu_bytes()
         row["peak_rss_bytes"] = peak_rss_bytes()  # of the group: spec-built and hand-written live together
     return [rows[s] for s in sources]
 
 
+PEAK_DTYPES = ("float32", "bfloat16")
+
+
 def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], modes: list[str], device: str,
-        repeats: int, warmup: int, train: bool, handwritten: bool, progress=None) -> dict:
+        repeats: int, warmup: int, train: bool, handwritten: bool, exports: bool = True, progress=None) -> dict:
     say = progress or (lambda message: __import__("contextlib").nullcontext())
-    rows, status = [], {}
-    for key in keys:
+    rows, status, peaks = [], {}, {}
+    for key in fw_registry.import_order(keys):  # MXNet before TensorFlow, whatever the order asked for
         try:
             fw_registry.load(key, tensorflow_backend=True)
             status[key] = {"status": "ok"}
         except fw_registry.FrameworkMissing as exc:
             status[key] = {"status": "missing", "hint": str(exc)}
+    for key in keys:
+        if status[key]["status"] != "ok":
             continue
+        module = fw_registry.part(key, "bench")
         # a device the framework cannot use is bad input (exit 2), checked once before any measurement
-        fw_registry.part(key, "bench").resolve_device(device)
+        module.resolve_device(device)
+        with say(f"measuring {key}'s matmul peak"):
+            peaks[key] = {dtype: module.peak_gflops(device, dtype) for dtype in PEAK_DTYPES}
+        can_train = train and fw_registry.FRAMEWORKS[key].can("train")
+        exporters = [k for k in keys if exports and k != key and status[k]["status"] == "ok"
+                     and fw_registry.has_part(k, "onnx_export")] if key == "onnx" else []
         for spec in specs:
-            sources = ["spec"] + (["hand"] if handwritten and spec.variant == HAND_WRITTEN_VARIANT
+            sources = ["spec"] + (["hand"] if handwritten and key != "onnx" and spec.variant == HAND_WRITTEN_VARIANT
                                   and not spec.aux_logits else [])
-            for batch in batches:
-                for mode in modes:
-                    with say(f"benchmarking {key} {spec.variant} batch {batch} {mode}"):
-                        rows.extend(bench_group(key, spec, sources=sources, mode=mode, batch=batch, device=device,
-                                                repeats=repeats, warmup=warmup, train=train))
-    return {"suite_version": shared_spec.__version__, "frameworks": status, "rows": rows,
+            with tempfile.TemporaryDirectory(prefix="googlenet-bench-") as folder:
+                files, failed = {}, []
+                for other in exporters:
+                    with say(f"exporting {other} {spec.variant} to ONNX"):
+                        try:
+                            files[EXPORT + other] = export_file(other, spec, folder)
+                        except Exception as exc:  # the row says what failed; the other rows still run
+                            failed.append({"framework": key, "variant": spec.variant, "source": EXPORT + other,
+                                           "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+                for batch in batches:
+                    for mode in modes:
+                        with say(f"benchmarking {key} {spec.variant} batch {batch} {mode}"):
+                            rows.extend(bench_group(key, spec, sources=sources + list(files), mode=mode,
+                                                    batch=batch, device=device, repeats=repeats, warmup=warmup,
+                                                    train=can_train, files=files))
+                        rows.extend({**row, "mode": mode, "batch": batch} for row in failed)
+    for row in rows:
+        peak = peaks.get(row["framework"], {}).get("float32")
+        for part in ("forward", "train"):
+            if part in row and peak:
+                row[part]["peak_share"] = row[part]["gflops"] / peak
+    return {"suite_version": shared_spec.__version__, "frameworks": status, "peaks_gflops": peaks, "rows": rows,
             "speedups": _speedups(rows), "spec_vs_hand": _ratios(rows)}
 
 
@@ -198,6 +255,17 @@ def _ratios(rows) -> list[dict]:
     return out
 
 
+def _model(source: str) -> str:
+    return {"spec": "spec", "hand": "hand-written"}.get(source, source.replace(EXPORT, "") + " export")
+
+
+def _work(part: dict | None) -> list[str]:
+    if not part:
+        return ["-", "-"]
+    share = part.get("peak_share")
+    return [f"{part['gflops']:.1f}", f"{100 * share:.0f}%" if share is not None else "-"]
+
+
 def _mb(value) -> str:
     return f"{value / 2**20:.0f} MiB" if value else "-"
 
@@ -213,23 +281,30 @@ def render_result(result: dict, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(result, indent=2) + "\n"
     header = ["framework", "variant", "batch", "mode", "model", "device", "fwd img/s", "fwd latency",
-              "fwd IQR", "train img/s", "peak GPU", "peak RSS"]
+              "fwd IQR", "fwd GFLOP/s", "% peak", "train img/s", "train GFLOP/s", "% peak", "peak GPU", "peak RSS"]
     table = []
+    blank = [""] * (len(header) - 7)
     for r in result["rows"]:
         if "error" in r:
-            table.append([r["framework"], r["variant"], r["batch"], r["mode"], r["source"], "error", r["error"],
-                          "", "", "", "", ""])
+            table.append([r["framework"], r["variant"], r["batch"], r["mode"], _model(r["source"]), "error",
+                          r["error"], *blank])
             continue
-        table.append([r["framework"], r["variant"], r["batch"], r["mode"],
-                      "spec" if r["source"] == "spec" else "hand-written", r["device"],
+        table.append([r["framework"], r["variant"], r["batch"], r["mode"], _model(r["source"]), r["device"],
                       f"{r['forward']['images_per_s']:.1f}", f"{r['forward']['latency_ms']:.1f} ms",
-                      f"{r['forward']['iqr_s'] * 1000:.1f} ms",
-                      f"{r['train']['images_per_s']:.1f}" if "train" in r else "-",
+                      f"{r['forward']['iqr_s'] * 1000:.1f} ms", *_work(r.get("forward")),
+                      f"{r['train']['images_per_s']:.1f}" if "train" in r else "-", *_work(r.get("train")),
                       _mb(r["peak_gpu_bytes"]), _mb(r["peak_rss_bytes"])])
     for key, st in result["frameworks"].items():
         if st["status"] != "ok":
-            table.append([key, "", "", "", "", "missing", st["hint"], "", "", "", "", ""])
+            table.append([key, "", "", "", "", "missing", st["hint"], *blank])
     text = render.render_table("googlenet-suite bench (median over repeats)", header, table, fmt)
+    peaks = result.get("peaks_gflops", {})
+    if peaks:
+        rows = [[key, f"{p['float32']:.1f}" if p.get("float32") else "-",
+                 f"{p['bfloat16']:.1f}" if p.get("bfloat16") else "- (no bf16 path here)"] for key, p in peaks.items()]
+        text += "\n" + render.render_table(f"peak: {contract.PEAK_MATMUL}x{contract.PEAK_MATMUL} matmul, best of "
+                                           f"{contract.PEAK_REPEATS}, GFLOP/s (% peak above is of fp32)",
+                                           ["framework", "fp32", "bf16"], rows, fmt)
     if result["speedups"]:
         rows = [[s["framework"], s["variant"], s["batch"], f"{s['forward']:.2f}x",
                  f"{s['train']:.2f}x" if "train" in s else "-"] for s in result["speedups"]]
@@ -288,7 +363,7 @@ def main(args, *, load_spec, write_output) -> int:
     modes = ["plain", "fast"] if args.mode == "both" else [args.mode]
     result = run(specs, keys, batches=args.batch, modes=modes, device=args.device, repeats=args.repeats,
                  warmup=args.warmup, train=not args.no_train, handwritten=not args.no_handwritten,
-                 progress=progress())
+                 exports=not args.no_exports, progress=progress())
     write_output(render_result(result, args.format), args.output)
     if args.plot:
         write_file(Path(args.plot), lambda tmp: plot(result, tmp))

@@ -425,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     p.add_argument("--no-handwritten", action="store_true", help="skip the hand-written reference models")
+    p.add_argument("--no-exports", action="store_true",
+                   help="onnxruntime rows for the spec-built ONNX graph only, not for each framework's export")
     p.add_argument("--plot", metavar="FILE.png")
     p.set_defaults(func=cmd_bench)
 

@@ -9,12 +9,14 @@ and ``bench`` (which look for ``impl_X.train`` and ``impl_X.bench``), and the te
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 
 
 #: What an implementation can do beyond the inference contract (build, forward, layer_outputs, weights,
-#: counts): ``train`` is ``train_step`` and the ``impl_X.train`` loop; ``bench`` is an ``impl_X.bench`` runner.
+#: counts): ``train`` is ``train_step`` and the ``impl_X.train`` loop; ``bench`` is an ``impl_X.bench`` runner
+#: (its training step measured only where the framework can also ``train``).
 CAPABILITIES = ("train", "bench")
 
 
@@ -38,7 +40,7 @@ FRAMEWORKS: dict[str, Framework] = {
     # MXNet 1.9.1 segfaults when it is imported after TensorFlow in the same process: import it first
     "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet", import_first=True),
     # the spec written straight into an ONNX graph, run by onnxruntime: inference only
-    "onnx": Framework("onnx", "ONNX Runtime", "impl_onnx", "onnxruntime", "onnx", frozenset()),
+    "onnx": Framework("onnx", "ONNX Runtime", "impl_onnx", "onnxruntime", "onnx", frozenset({"bench"})),
 }
 
 
@@ -97,6 +99,11 @@ def load(key: str, *, tensorflow_backend: bool = False) -> ModuleType:
         raise FrameworkMissing(f"Keras runs on TensorFlow here, but KERAS_BACKEND is {module.BACKEND!r}: "
                                f"unset it (compare and the builders run on any Keras backend)")
     return module
+
+
+def has_part(key: str, name: str) -> bool:
+    """Whether ``impl_X.<name>`` exists (without importing it)."""
+    return importlib.util.find_spec(f"{FRAMEWORKS[key].module}.{name}") is not None
 
 
 def part(key: str, name: str) -> ModuleType:

@@ -21,7 +21,7 @@ from mxnet import autograd, gluon
 
 import shared_spec
 
-from shared_spec.contract import check_bench_options, check_handwritten, compile_now
+from shared_spec.contract import PEAK_MATMUL, best_gflops, check_bench_options, check_handwritten, compile_now
 
 from .builder import context as resolve_device
 from .handwritten import handwritten
@@ -87,6 +87,22 @@ class Runner:
             return None
         mx.nd.waitall()
         return max(0, _gpu_used(self._ctx) - self._baseline)
+
+
+def peak_gflops(device: str, dtype: str = "float32") -> float | None:
+    """This machine's reachable matmul rate in MXNet (GFLOP/s); None for bf16 (MXNet 1.9's NDArray ``dot``
+    takes float16/32/64; its bf16 is a oneDNN AMP graph pass, not an array type)."""
+    ctx = resolve_device(device)
+    if dtype == "bfloat16":
+        return None
+    rng = np.random.default_rng(SEED)
+    a, b = (mx.nd.array(rng.standard_normal((PEAK_MATMUL, PEAK_MATMUL)), ctx=ctx, dtype=dtype) for _ in range(2))
+    mx.nd.waitall()
+
+    def matmul():
+        mx.nd.dot(a, b).wait_to_read()
+
+    return best_gflops(matmul)
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

@@ -28,7 +28,8 @@ import tensorflow as tf  # noqa: E402
 
 import shared_spec  # noqa: E402
 
-from shared_spec.contract import check_bench_options, check_handwritten, compile_now  # noqa: E402
+from shared_spec.contract import (PEAK_MATMUL, best_gflops, check_bench_options, check_handwritten,  # noqa: E402
+                                  compile_now, cpu_has_bf16)
 
 from .handwritten import handwritten, resolve_device  # noqa: E402
 
@@ -97,6 +98,23 @@ class Runner:
 
     def peak_gpu_bytes(self) -> int | None:
         return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "gpu" else None
+
+
+def peak_gflops(device: str, dtype: str = "float32") -> float | None:
+    """This machine's reachable matmul rate in TensorFlow (GFLOP/s); None where ``dtype`` has no fast path."""
+    target = resolve_device(device)
+    if dtype == "bfloat16" and "GPU" not in target and not cpu_has_bf16():
+        return None
+    rng = np.random.default_rng(SEED)
+    with tf.device(target):
+        a, b = (tf.cast(tf.constant(rng.standard_normal((PEAK_MATMUL, PEAK_MATMUL), dtype=np.float32)), dtype)
+                for _ in range(2))
+
+    def matmul():
+        with tf.device(target):
+            tf.linalg.matmul(a, b).numpy()
+
+    return best_gflops(matmul)
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

@@ -22,7 +22,8 @@ from torch import nn
 
 import shared_spec
 
-from shared_spec.contract import check_bench_options, check_handwritten, compile_now
+from shared_spec.contract import PEAK_MATMUL, best_gflops, check_bench_options, check_handwritten, compile_now, \
+    cpu_has_bf16
 
 from .builder import resolve_device
 from .handwritten import handwritten
@@ -85,6 +86,25 @@ class Runner:
 
     def peak_gpu_bytes(self) -> int | None:
         return torch.cuda.max_memory_allocated() if self._cuda else None
+
+
+def peak_gflops(device: str, dtype: str = "float32") -> float | None:
+    """This machine's reachable matmul rate in PyTorch (GFLOP/s); None where ``dtype`` has no fast path
+    (bf16 on a CPU without AVX512_BF16/AMX)."""
+    target = resolve_device(device)
+    if dtype == "bfloat16" and target.type == "cpu" and not cpu_has_bf16():
+        return None
+    generator = torch.Generator().manual_seed(SEED)
+    a, b = (torch.randn(PEAK_MATMUL, PEAK_MATMUL, generator=generator).to(target, getattr(torch, dtype))
+            for _ in range(2))
+
+    def matmul():
+        with torch.no_grad():
+            a @ b
+        if target.type == "cuda":
+            torch.cuda.synchronize()
+
+    return best_gflops(matmul)
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

@@ -153,16 +153,48 @@ def onnx_output_names(spec: Spec, aux: bool) -> list[str]:
 
 BENCH_SOURCES = ("spec", "hand")
 BENCH_MODES = ("plain", "fast")
+#: the square fp32 matmul every ``bench.peak_gflops`` times: large enough to reach a BLAS's steady rate
+#: (2 x 2048^3 = 17 GFLOP, about 0.1 s at 150 GFLOP/s), small enough to measure in a second
+PEAK_MATMUL = 2048
+PEAK_REPEATS = 5
+#: a training step's work as a multiple of the forward's: the backward pass computes the gradients of
+#: the inputs and of the weights, each about one forward's multiply-adds
+TRAIN_WORK = 3
 
 
-def check_bench_options(source: str, mode: str, batch: int) -> None:
-    """The arguments every framework's ``bench.runner`` takes."""
-    if source not in BENCH_SOURCES:
-        raise ContractError(f"source must be one of {', '.join(BENCH_SOURCES)}. {_received('source', source)}")
+def check_bench_options(source: str, mode: str, batch: int, *, sources: tuple[str, ...] = BENCH_SOURCES) -> None:
+    """The arguments every framework's ``bench.runner`` takes (``sources``: those this runner has)."""
+    if source not in sources:
+        raise ContractError(f"source must be one of {', '.join(sources)}. {_received('source', source)}")
     if mode not in BENCH_MODES:
         raise ContractError(f"mode must be one of {', '.join(BENCH_MODES)}. {_received('mode', mode)}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ContractError(f"batch must be an integer >= 1. {_received('batch', batch)}")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matmul instructions (AVX512_BF16 or AMX), from Linux's /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def best_gflops(matmul: Callable[[], object], n: int = PEAK_MATMUL, repeats: int | None = None) -> float:
+    """GFLOP/s of the fastest of ``repeats`` (default ``PEAK_REPEATS``) calls of ``matmul`` (one synchronised
+    n x n @ n x n product, 2 n^3 flops) after one warm-up call: the machine's reachable peak in that framework."""
+    import time
+
+    repeats = PEAK_REPEATS if repeats is None else repeats
+    matmul()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
 
 
 def check_handwritten(spec: Spec, params: int) -> None:
@@ -206,7 +238,7 @@ class EpochStats:
 
 
 __all__ = [
-    "ACTIVATIONS", "BENCH_MODES", "BENCH_SOURCES", "DEVICES", "ContractError", "EpochStats", "SpecError",
+    "ACTIVATIONS", "BENCH_MODES", "BENCH_SOURCES", "PEAK_MATMUL", "PEAK_REPEATS", "TRAIN_WORK", "best_gflops", "cpu_has_bf16", "DEVICES", "ContractError", "EpochStats", "SpecError",
     "check_activation", "check_bench_options", "check_handwritten", "check_input", "check_labels", "check_lr",
     "check_export", "check_model_spec", "check_seed", "check_spec", "check_training", "compile_now", "onnx_output_names",
     "resolve_device", "unknown_op",

@@ -454,7 +454,7 @@ class _Resolver:
             raise self.fail(path + where, f"more than {MAX_LAYERS} layers once blocks are expanded")
         merged = {**self.defaults.get(op, {}), **item} if op in ("conv", "maxpool", "avgpool") else item
         loc = path + where
-        channels, flat = state["channels"], state["flat"]
+        channels = state["channels"]
         declared_in = self._value(item.get("in"), loc, "in", args, "") if "in" in item else None
 
         if op == "conv":

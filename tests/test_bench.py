@@ -21,15 +21,17 @@ from googlenet_suite import bench
 from googlenet_suite import frameworks as fw_registry
 from googlenet_suite.cli import main
 
-FRAMEWORKS = {key: fw.requires for key, fw in fw_registry.FRAMEWORKS.items() if fw.can("bench")}
+# runners with a training step; onnxruntime's (forward only) has its own tests below
+FRAMEWORKS = {key: fw.requires for key, fw in fw_registry.FRAMEWORKS.items() if fw.can("bench") and fw.can("train")}
 KEYS = [pytest.param(key, marks=getattr(pytest.mark, key)) for key in FRAMEWORKS]
+ALL_KEYS = [pytest.param(key, marks=getattr(pytest.mark, key)) for key in fw_registry.with_capability("bench")]
 SIZE = (32, 32)  # stage 5 maps are 1x1 there: torch's training BN then needs batch >= 2
 BATCH = 2
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def runner_module(key: str):
-    pytest.importorskip(FRAMEWORKS[key], reason=f"{key} is not installed")
+    pytest.importorskip(fw_registry.FRAMEWORKS[key].requires, reason=f"{key} is not installed")
     return fw_registry.part(key, "bench")
 
 
@@ -174,7 +176,7 @@ def test_torch_compile_failure_is_an_error_not_a_fallback(monkeypatch, trimmed):
         mod.runner(trimmed, source="spec", mode="fast", device="cpu", batch=BATCH, train=False)
 
 
-@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("key", ALL_KEYS)
 def test_runner_rejects_bad_options(key):
     mod = runner_module(key)
     for options in ({"source": "torchvision"}, {"mode": "turbo"}, {"batch": 0}, {"device": "tpu"}):
@@ -183,7 +185,7 @@ def test_runner_rejects_bad_options(key):
             mod.runner(tiny(), **kwargs)
 
 
-@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("key", ALL_KEYS)
 def test_gpu_without_a_gpu_is_a_value_error(key):
     mod = runner_module(key)
     try:
@@ -191,9 +193,74 @@ def test_gpu_without_a_gpu_is_a_value_error(key):
     except ValueError as exc:
         assert "Received: device='gpu'" in str(exc)
         with pytest.raises(ValueError, match="Received"):
-            mod.runner(tiny(), source="hand", mode="plain", device="gpu", batch=1, train=False)
+            mod.runner(tiny(), source="spec", mode="plain", device="gpu", batch=1, train=False)
+        with pytest.raises(ValueError, match="Received"):
+            mod.peak_gflops("gpu")
     else:
         pytest.skip("this machine has a GPU")
+
+
+@pytest.mark.parametrize("key", ALL_KEYS)
+def test_peak_is_a_positive_matmul_rate_and_bf16_only_where_the_hardware_has_it(key, monkeypatch):
+    mod = runner_module(key)
+    monkeypatch.setattr(shared_spec.contract, "PEAK_REPEATS", 1)
+    peak = mod.peak_gflops("cpu", "float32")
+    assert isinstance(peak, float) and 0.1 < peak < 1e5  # GFLOP/s of one CPU, whatever it is
+    if not shared_spec.contract.cpu_has_bf16():
+        assert mod.peak_gflops("cpu", "bfloat16") is None
+
+
+def test_best_gflops_counts_two_n_cubed_flops_over_the_fastest_call():
+    durations = iter([5.0, 0.5, 0.25, 1.0])  # the warm-up call, then three timed calls
+    clock = {"t": 0.0}
+
+    def fake_matmul():
+        clock["t"] += next(durations)
+
+    import time as time_module
+    real = time_module.perf_counter
+    time_module.perf_counter = lambda: clock["t"]
+    try:
+        rate = shared_spec.contract.best_gflops(fake_matmul, n=1000, repeats=3)
+    finally:
+        time_module.perf_counter = real
+    assert rate == pytest.approx(2 * 1000**3 / 0.25 / 1e9)
+
+
+@pytest.mark.onnx
+@pytest.mark.parametrize("mode", ["plain", "fast"])
+def test_onnx_runner_runs_the_spec_graph_forward_only(mode):
+    mod = runner_module("onnx")
+    runner = mod.runner(tiny(), source="spec", mode=mode, device="cpu", batch=BATCH, train=True)
+    assert runner.device == "cpu" and ("ORT_ENABLE_ALL" if mode == "fast" else "ORT_ENABLE_BASIC") in runner.notes
+    runner.forward()
+    with pytest.raises(NotImplementedError, match="inference only"):
+        runner.train_step()
+    with pytest.raises(ValueError, match="needs model_file"):
+        mod.runner(tiny(), source="export", mode=mode, device="cpu", batch=BATCH)
+
+
+@pytest.mark.cross
+def test_cli_bench_onnx_rows_for_the_spec_graph_and_each_export(capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    code = main(["bench", "googlenet", "--input-size", *map(str, SIZE), "--num-classes", "10", "--batch", str(BATCH),
+                 "--repeats", "1", "--warmup", "0", "--mode", "plain", "--format", "json", "--no-handwritten",
+                 "--frameworks", "onnx,torch"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    rows = {(r["framework"], r["source"]): r for r in data["rows"]}
+    assert sorted(rows) == [("onnx", "export:torch"), ("onnx", "spec"), ("torch", "spec")]
+    macs = shared_spec.analyze(tiny()).macs
+    for (key, _), row in rows.items():
+        assert "error" not in row, row
+        assert row["forward"]["gflops"] == pytest.approx(2 * macs * row["forward"]["images_per_s"] / 1e9)
+        assert row["forward"]["peak_share"] == pytest.approx(row["forward"]["gflops"] / data["peaks_gflops"][key]["float32"])
+        assert ("train" in row) == (key == "torch")  # onnxruntime: forward only
+    train = rows[("torch", "spec")]["train"]
+    assert train["gflops"] == pytest.approx(2 * 3 * macs * train["images_per_s"] / 1e9)
+    assert "| torch export |" in bench.render_result(data, "markdown")
 
 
 # --------------------------------------------------------------------------- the hand-written models
@@ -332,6 +399,7 @@ def test_cli_bench_json_and_plot(capsys, tmp_path):
             assert row[part]["images_per_s"] > 0 and row[part]["repeats"] == 1
             assert len(row[part]["times_s"]) == 1 and row[part]["times_s"][0] == row[part]["median_s"]
         assert row["forward"]["latency_ms"] == pytest.approx(row["forward"]["median_s"] * 1000)
+        assert 0 < row["forward"]["peak_share"] and 0 < row["train"]["peak_share"]
         assert row["peak_gpu_bytes"] is None
         assert isinstance(row["peak_rss_bytes"], int) and row["peak_rss_bytes"] > 0
     assert data["speedups"] == []  # plain only
@@ -344,8 +412,9 @@ def test_cli_bench_json_and_plot(capsys, tmp_path):
             assert ratio[f"{part}_spread"] == [ratio[part]] * 2
             assert ratio[f"{part}_of_medians"] == pytest.approx(ratio[part])
     assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert sorted(data["peaks_gflops"]) == sorted(keys) and all(p["float32"] > 0 for p in data["peaks_gflops"].values())
     table = bench.render_result(data, "table")
-    assert "spec-built / hand-written" in table and "hand-written" in table
+    assert "spec-built / hand-written" in table and "hand-written" in table and "% peak" in table
 
 
 @pytest.mark.parametrize("bad", [["--batch", "0"], ["--batch", "2", "0"], ["--plot", "x.jpg"], ["--repeats", "0"]])

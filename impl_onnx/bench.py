@@ -1,0 +1,92 @@
+"""``googlenet-suite bench`` for onnxruntime: forward only (``impl_onnx`` is inference only).
+
+Two sources: ``spec``, the graph :mod:`impl_onnx.builder` writes from the spec, and ``export``, a file
+that one of the frameworks' exporters wrote (``googlenet_suite.bench`` makes it with
+``impl_X.onnx_export`` and passes its path), so a row shows what onnxruntime gives over that framework's
+own fast mode. Both run in the same session code:
+
+- plain: ``ORT_ENABLE_BASIC`` graph optimisations (constant folding, redundant nodes removed);
+- fast: ``ORT_ENABLE_ALL`` (onnxruntime's default: also the CPU layout transform to blocked NCHWc and
+  node fusions).
+
+The session runs on the CPU provider (or CUDA's, on a GPU) with onnxruntime's own thread count.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+import shared_spec
+
+from shared_spec.contract import PEAK_MATMUL, best_gflops, check_bench_options
+
+from . import builder as B
+from .api import build
+from .api import resolve_providers as resolve_device  # the bench protocol's name
+
+SEED = 0
+SOURCES = ("spec", "export")
+LEVELS = {"plain": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "fast": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+
+
+def _session(model: bytes | str, providers: list[str], mode: str) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = LEVELS[mode]
+    return ort.InferenceSession(model, options, providers=providers)
+
+
+class Runner:
+    def __init__(self, session: ort.InferenceSession, spec: shared_spec.Spec, *, mode: str, batch: int):
+        self._session = session
+        self.device = "gpu" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        (inp,) = session.get_inputs()
+        self._feed = {inp.name: np.random.default_rng(SEED).standard_normal((batch, *spec.input_shape),
+                                                                            dtype=np.float32)}
+        self._outputs = [session.get_outputs()[0].name]  # the logits
+        self.notes = f"onnxruntime {'ORT_ENABLE_ALL' if mode == 'fast' else 'ORT_ENABLE_BASIC'}"
+        self.forward()  # the session's first run allocates and plans: setup, not timed
+
+    def forward(self) -> None:
+        self._session.run(self._outputs, self._feed)  # returns numpy: synchronised
+
+    def train_step(self) -> None:
+        raise NotImplementedError("onnxruntime runs inference only here: no training step")
+
+    def peak_gpu_bytes(self) -> int | None:
+        return None  # onnxruntime does not report its arena's high-water mark
+
+
+def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool = False,
+           model_file: str | os.PathLike | None = None) -> Runner:
+    """``source="export"`` runs ``model_file`` (an exporter's file with the suite's ONNX interface);
+    ``train`` is accepted for the common signature, and no training step is measured."""
+    check_bench_options(source, mode, batch, sources=SOURCES)
+    providers = resolve_device(device)
+    if source == "export":
+        if model_file is None:
+            raise ValueError("source='export' needs model_file. Received: model_file=None")
+        model = os.fspath(model_file)
+    else:
+        model = build(spec, device=device, seed=SEED).proto().SerializeToString()
+    return Runner(_session(model, providers, mode), spec, mode=mode, batch=batch)
+
+
+def peak_gflops(device: str, dtype: str = "float32") -> float | None:
+    """This machine's reachable matmul rate in onnxruntime (one MatMul node, GFLOP/s); fp32 only."""
+    if dtype != "float32":
+        return None
+    n = PEAK_MATMUL
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "peak",
+                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in "ab"],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", B.OPSET)])
+    onnx.checker.check_model(proto)
+    session = _session(proto.SerializeToString(), resolve_device(device), "fast")
+    rng = np.random.default_rng(SEED)
+    feed = {name: rng.standard_normal((n, n), dtype=np.float32) for name in "ab"}
+    return best_gflops(lambda: session.run(["c"], feed))
