@@ -1,7 +1,7 @@
 """Each framework's ONNX export, run in onnxruntime, gives the framework's own eval outputs (1e-4).
 
 Exports: impl_torch (TorchScript exporter), impl_tf (tf2onnx, NCHW in front of the NHWC model),
-impl_mxnet (mx2onnx), for googlenet and d2l, aux heads off and on. Weights: torch-initialised with
+impl_mxnet (mx2onnx), for every variant, aux heads off and on where it has them. Weights: torch-initialised with
 data BN statistics (``harness.calibrated_weights``) so logits are O(1), imported into each framework;
 the framework's own init where torch is missing. Damaged and foreign files are tested without any
 framework (``impl_onnx.verify`` only).
@@ -37,7 +37,9 @@ FRAMEWORKS = {  # key: (module to skip without, builder package, opset)
     "tf": ("tf2onnx", "impl_tf", 17),
     "mxnet": ("mxnet", "impl_mxnet", 13),
 }
-CASES = [("googlenet", False), ("googlenet", True), ("d2l", False)]  # d2l has no aux heads
+# every variant, at its own input size; aux heads off, and on where the variant has them
+CASES = [(variant, aux) for variant in shared_spec.list_variants()
+         for aux in ((False, True) if shared_spec.load(variant).has_aux else (False,))]
 
 
 def _spec(variant, aux):
