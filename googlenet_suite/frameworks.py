@@ -14,8 +14,9 @@ from types import ModuleType
 
 
 #: What an implementation can do beyond the inference contract (build, forward, layer_outputs, weights,
-#: counts): ``train`` is ``train_step`` and the ``impl_X.train`` loop; ``bench`` is an ``impl_X.bench`` runner.
-CAPABILITIES = ("train", "bench")
+#: counts): ``train`` is ``train_step`` and the ``impl_X.train`` loop; ``bench`` is an ``impl_X.bench`` runner;
+#: ``check`` is an ``impl_X.check`` adapter that loads a user's own model for ``googlenet-suite check``.
+CAPABILITIES = ("train", "bench", "check")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +35,10 @@ class Framework:
 
 FRAMEWORKS: dict[str, Framework] = {
     "torch": Framework("torch", "PyTorch", "impl_torch", "torch", "torch"),
-    "tf": Framework("tf", "Keras 3 (TF)", "impl_tf", "tensorflow", "tf"),
+    "tf": Framework("tf", "Keras 3 (TF)", "impl_tf", "tensorflow", "tf", frozenset({"train", "bench"})),
     # MXNet 1.9.1 segfaults when it is imported after TensorFlow in the same process: import it first
-    "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet", import_first=True),
+    "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet", frozenset({"train", "bench"}),
+                       import_first=True),
     # the spec written straight into an ONNX graph, run by onnxruntime: inference only
     "onnx": Framework("onnx", "ONNX Runtime", "impl_onnx", "onnxruntime", "onnx", frozenset()),
 }
