@@ -467,8 +467,12 @@ def _flatten_shapes(spec, report) -> dict[str, tuple]:
 
 
 def first_divergence(plan, matches) -> str | None:
-    """The first layer that differs (or whose shape is nowhere) with no later top-level layer agreeing: a later
-    agreement means the earlier tensor was only not recorded (marked so)."""
+    """The first layer that differs, or whose shape is nowhere, that is not just unrecorded. Unrecorded: a later
+    top-level layer agrees, or (for a shape found nowhere) the layer that consumes it, through dropouts and
+    flattens, finds tensors of its own shape (a functional flatten or dropout is never a module's output)."""
+    consumers = {}
+    for step in plan:
+        consumers.setdefault(step.source, []).append(step)
     for k, step in enumerate(plan):
         m = matches[step.layer.name]
         if m.status in ("agree", "not recorded"):
@@ -476,8 +480,24 @@ def first_divergence(plan, matches) -> str | None:
         if any(matches[s.layer.name].status == "agree" for s in plan[k + 1:] if s.top):
             m.status = "not recorded"
             continue
+        if m.status == "missing" and _consumed_by_a_found_shape(step, consumers, matches):
+            m.status = "not recorded"
+            continue
         return step.layer.name
     return None
+
+
+def _consumed_by_a_found_shape(step, consumers, matches) -> bool:
+    """A layer whose shape is nowhere but whose consumer agrees; or a flatten or dropout (functional in most code)
+    whose consumer finds tensors of its shape."""
+    for nxt in consumers.get(step.layer.name, []):
+        status = matches[nxt.layer.name].status
+        if status == "agree" or status == "differs" and isinstance(step.layer, (Dropout, Flatten)):
+            return True
+        if isinstance(nxt.layer, (Dropout, Flatten)) and isinstance(step.layer, (Dropout, Flatten)) \
+                and _consumed_by_a_found_shape(nxt, consumers, matches):
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- diagnosis
