@@ -17,8 +17,10 @@ intermediate output) is ``impl_X/check.py``, found through the registry (capabil
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+import inspect
 import json
 import re
 import sys
@@ -93,7 +95,10 @@ def load_object(target: str, option: str):
 
 
 def call_factory(obj, is_model: Callable[[object], bool], target: str, option: str):
-    if is_model(obj) or not callable(obj):
+    """A function, class or method is called with no arguments; anything else (a model, of whichever framework) is
+    the model itself."""
+    if is_model(obj) or not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)
+                             or isinstance(obj, functools.partial)):
         return obj
     try:
         return obj()

@@ -35,10 +35,9 @@ class Framework:
 
 FRAMEWORKS: dict[str, Framework] = {
     "torch": Framework("torch", "PyTorch", "impl_torch", "torch", "torch"),
-    "tf": Framework("tf", "Keras 3 (TF)", "impl_tf", "tensorflow", "tf", frozenset({"train", "bench"})),
+    "tf": Framework("tf", "Keras 3 (TF)", "impl_tf", "tensorflow", "tf"),
     # MXNet 1.9.1 segfaults when it is imported after TensorFlow in the same process: import it first
-    "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet", frozenset({"train", "bench"}),
-                       import_first=True),
+    "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet", import_first=True),
     # the spec written straight into an ONNX graph, run by onnxruntime: inference only
     "onnx": Framework("onnx", "ONNX Runtime", "impl_onnx", "onnxruntime", "onnx", frozenset()),
 }
