@@ -32,7 +32,7 @@ import numpy as np
 
 import shared_spec
 from shared_spec import numeric
-from shared_spec.spec import AdaptiveAvgPool, Aux, Concat, Conv, Dense, Dropout, Flatten, LRN, Pool
+from shared_spec.spec import AdaptiveAvgPool, Aux, Concat, Conv, Dense, Dropout, Flatten, GlobalAvgPool, LRN, Pool
 
 from . import frameworks as fw_registry
 from . import harness
@@ -390,10 +390,12 @@ def _views(record: Record, layer, channels_last: bool, flat_source) -> list[tupl
     """The ways a record can stand for a spec layer's output: as it is; with the ReLU applied that the user's
     code calls functionally; a channels-last framework's flatten put back in channels-first order."""
     views = [("", record.value)]
+    if isinstance(layer, GlobalAvgPool) and record.value.ndim == 2:  # Keras's GlobalAveragePooling2D drops 1x1
+        views.append(("as (C, 1, 1)", record.value[:, :, None, None]))
     activation = getattr(layer, "activation", None)
     if record.pre_activation and activation == "relu":
         views.append(("with your functional ReLU", np.maximum(record.value, 0)))
-    if channels_last and flat_source and record.value.ndim == 2:
+    if channels_last and flat_source and record.value.ndim == 2 and record.value.shape[1] == int(np.prod(flat_source)):
         c, h, w = flat_source
         views.append(("in channels-first order", record.value.reshape(-1, h, w, c).transpose(0, 3, 1, 2)
                       .reshape(record.value.shape[0], -1)))
@@ -437,7 +439,8 @@ def match_layers(spec, records: list[Record], ref_acts: dict, *, channels_last: 
         if isinstance(layer, (Dropout, Flatten)) and start >= 0:
             start -= 1  # an identity in eval (or a flatten of 1x1 maps): the same record may stand for both
         limit = tolerance * max(1.0, _scale(ref))
-        same = [k for k in range(start + 1, len(records)) if records[k].value.shape[1:] == ref.shape[1:]]
+        same = [k for k in range(start + 1, len(records))
+                if any(v.shape == ref.shape for _, v in _views(records[k], layer, channels_last, flat.get(layer.name)))]
         found = None
         for k in same:
             for view, value in _views(records[k], layer, channels_last, flat.get(layer.name)):
@@ -616,6 +619,77 @@ def diagnose(spec, plan, matches, name: str, records: list[Record], ref_acts: di
     return result
 
 
+def walk_on(spec, plan, matches, first: str, records: list[Record], weights: dict, x: np.ndarray, *,
+            channels_last: bool, window: int = 80) -> list[dict]:
+    """From the first divergence on, every layer re-run from the user's own input to it: ``as the spec`` (the
+    plain layer reproduces the user's next tensor), ``trap`` (a trap does) or ``unexplained`` (the walk stops
+    there). So one check finds every place a model departs from the spec, not only the first."""
+    by_name = {s.layer.name: s for s in plan}
+    flat = flatten_sources(spec)
+    local: dict[str, tuple[int, np.ndarray]] = {}  # layer -> (record index, value) the walk found
+    start = next(k for k, s in enumerate(plan) if s.layer.name == first)
+    rows = []
+
+    def source_value(source):
+        if source is None:
+            return -1, x.astype(np.float64)
+        if source in local:
+            return local[source]
+        m = matches[source]
+        if m.status == "agree":
+            return m.index, m.value
+        return None
+
+    for step in plan[start:]:
+        layer = step.layer
+        if isinstance(layer, Aux):
+            continue
+        src = source_value(step.source)
+        if src is None:
+            continue  # its input is in a branch the walk could not follow (reported there)
+        index, inp = src
+        if isinstance(layer, Concat):
+            parts = [local.get(b.layers[-1].name) or (matches[b.layers[-1].name].index, matches[b.layers[-1].name].value)
+                     for b in layer.branches]
+            if any(value is None for _, value in parts):
+                rows.append({"layer": layer.name, "status": "unexplained", "detail": "a branch was not followed"})
+                break
+            options = [("as the spec", "", np.concatenate([value for _, value in parts], axis=1))]
+            index = max(k for k, _ in parts)
+        else:
+            plain = numeric.forward(layer, inp, weights)
+            if plain is None:
+                continue
+            raw = None
+            if step.source and step.source in matches and matches[step.source].view == "with your functional ReLU" \
+                    and step.source not in local:
+                raw = records[matches[step.source].index].value
+            options = [("as the spec", "", plain)] + [
+                ("trap", f"{trap}: {text}", y) for trap, text, y in
+                traps(layer, inp, weights, source_layer=by_name[step.source].layer if step.source else None,
+                      source_raw=raw, flat_source=flat.get(layer.name))]
+        found = None
+        for k in range(index + 1 if index >= 0 else 0, min(len(records), index + 1 + window)):
+            for status, detail, y in options:
+                for view, value in _views(records[k], layer, channels_last, None):
+                    if value.shape == y.shape and _diff(value, y) <= REPRODUCE * max(1.0, _scale(y)):
+                        found = (k, value, status, detail, view)
+                        break
+                if found:
+                    break
+            if found:
+                break
+        if found is None:
+            rows.append({"layer": layer.name, "status": "unexplained",
+                         "detail": "no tensor of yours is this layer, as the spec or with a known trap, "
+                                   "given your input to it"})
+            break
+        k, value, status, detail, view = found
+        local[layer.name] = (k, value)
+        rows.append({"layer": layer.name, "status": status, "detail": detail, "record": records[k].name})
+    return rows
+
+
 # --------------------------------------------------------------------------- the check
 
 
@@ -735,6 +809,10 @@ def assess(spec, key, target, x, weights, ref_logits, ref_acts, logits, records,
                      "record": records[m.index].name if m.index is not None else None,
                      "their_shapes": sorted({tuple(records[k].value.shape[1:]) for k in m.candidates})[:3]})
         result["first_divergence"] = diag
+        if m.status != "missing":
+            walk = walk_on(spec, plan, matches, first, records, weights, x, channels_last=channels_last)
+            result["departures"] = [row for row in walk if row["status"] != "as the spec"]
+            result["walk"] = {"layers": len(walk), "as_the_spec": sum(r["status"] == "as the spec" for r in walk)}
         if m.status == "missing":
             expected = tuple(ref_acts[first].shape[1:])
             near = _nearest_shape(plan, matches, first, records, expected)
@@ -801,6 +879,13 @@ def render(result: dict, fmt: str) -> str:
         trap_rows = [[t["trap"], t["detail"], f"{t['max_abs_diff']:.2e}"] for t in first["traps"]]
         text += rendering.render_table(f"traps re-run at {first['layer']} (input: {first['input_from']})",
                                        ["trap", "what", "max abs diff vs yours"], trap_rows, fmt)
+    if result.get("departures"):
+        dep_rows = [[d["layer"], d["status"], d["detail"]] for d in result["departures"]]
+        walk = result["walk"]
+        text += rendering.render_table(f"every departure from the spec, each layer re-run from your input to it "
+                                       f"({walk['as_the_spec']} of {walk['layers']} layers from "
+                                       f"{first['layer']} on are as the spec)", ["layer", "status", "what"],
+                                       dep_rows, fmt)
     for note in result["mapping"]["notes"]:
         text += f"note: {note}\n"
     return text + (f"**{result['verdict']}**\n" if fmt == "markdown" else result["verdict"] + "\n")

@@ -28,6 +28,12 @@ def test_d2l_tensorflow_code_diverges_at_its_stride_2_same_conv(capsys):
     assert first["layer"] == "conv1" and first["diagnosis"]["trap"] == "same-padding-stride-2"
     assert "pads (2, 3, 2, 3) where the spec pads (3, 3, 3, 3)" in first["diagnosis"]["detail"]
     assert result["logits"]["max_abs_diff"] > 1e-4
+    # walked on, layer by layer from its own inputs: the only departures are the stride-2 'same' layers (at 32x32,
+    # maxpool4 sees 2x2, where 'same' pads (0, 1) and the spec (1, 1) cover the same two cells: four; at 96, five)
+    departures = [(d["layer"], d["status"], d["detail"].split(":")[0]) for d in result["departures"]]
+    assert departures == [(name, "trap", "same-padding-stride-2")
+                          for name in ("conv1", "maxpool1", "maxpool2", "maxpool3")]
+    assert result["walk"]["as_the_spec"] == result["walk"]["layers"] - 4
 
 
 def test_keras_model_with_explicit_padding_agrees_through_its_nhwc_flatten(capsys):
