@@ -222,14 +222,15 @@ def _pair_units(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tu
     main = "conv.weight" if su.kind == "conv" else "weight"
     bias = "conv.bias" if su.kind == "conv" else "bias"
     theirs = {k.replace("conv.", "") if su.kind == "conv" else k: v for k, v in conv.tensors.items()}
-    key, shape = su.tensors[main]
-    if "weight" not in theirs:
-        return {}, [], f"spec key {key!r} {shape} found no counterpart in {conv.name!r}"
-    name, their_shape = theirs["weight"]
-    if their_shape != shape:
-        return {}, [], (f"spec key {key!r} {tuple(shape)} meets {name!r} {tuple(their_shape)} "
-                        f"(in the neutral layout){_kernel_hint(shape, their_shape)}")
-    mapping[key] = name
+    if main in su.tensors:  # (not when a --map rule took it)
+        key, shape = su.tensors[main]
+        if "weight" not in theirs:
+            return {}, [], f"spec key {key!r} {shape} found no counterpart in {conv.name!r}"
+        name, their_shape = theirs["weight"]
+        if their_shape != shape:
+            return {}, [], (f"spec key {key!r} {tuple(shape)} meets {name!r} {tuple(their_shape)} "
+                            f"(in the neutral layout){_kernel_hint(shape, their_shape)}")
+        mapping[key] = name
     if bias in su.tensors:
         key, shape = su.tensors[bias]
         if "bias" in theirs:
@@ -738,7 +739,10 @@ def run_check(spec: shared_spec.Spec, key: str, target: str, *, batch: int = 1, 
         x, weights, ref_logits, ref_acts = reference(spec, ref_key, batch=batch, seed=seed)
     with say(f"loading your model ({target})"):
         if key == "onnx":
-            model = adapter.load_model(target, spec)
+            try:
+                model = adapter.load_model(target, spec)
+            except ValueError as exc:
+                raise CheckInputError(str(exc)) from None
         else:
             obj = load_object(target, option)
             obj = call_factory(obj, adapter.is_model, target, option)

@@ -38,8 +38,8 @@ FRAMEWORKS: dict[str, Framework] = {
     "tf": Framework("tf", "Keras 3 (TF)", "impl_tf", "tensorflow", "tf"),
     # MXNet 1.9.1 segfaults when it is imported after TensorFlow in the same process: import it first
     "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet", import_first=True),
-    # the spec written straight into an ONNX graph, run by onnxruntime: inference only
-    "onnx": Framework("onnx", "ONNX Runtime", "impl_onnx", "onnxruntime", "onnx", frozenset()),
+    # the spec written straight into an ONNX graph, run by onnxruntime: inference only (check: a user's ONNX file)
+    "onnx": Framework("onnx", "ONNX Runtime", "impl_onnx", "onnxruntime", "onnx", frozenset({"check"})),
 }
 
 

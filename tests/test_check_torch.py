@@ -71,3 +71,19 @@ def test_bad_factories_are_one_line_exit_2(capsys, target, expected):
 def test_exactly_one_model_option(capsys):
     code, _, err = run(capsys, ["check", "d2l"])
     assert code == 2 and "exactly one of --torch" in err
+
+
+def test_map_rules_name_the_spec_keys(capsys, tmp_path):
+    rules = tmp_path / "map.json"
+    rules.write_text(json.dumps({r"^0\.0\.(weight|bias)$": r"conv1.conv.\1", r"^5\.weight$": "fc.weight"}))
+    code, _, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch", D2L, "--map", rules])
+    assert code == 0, err
+    rules.write_text(json.dumps({r"^0\.0\.weight$": "conv1.weight"}))
+    code, _, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch", D2L, "--map", rules])
+    assert code == 2 and "'0.0.weight' -> 'conv1.weight', which is no spec key of 'd2l'" in err
+
+
+def test_d2l_model_for_the_googlenet_variant_is_a_clear_mismatch(capsys):
+    code, _, err = run(capsys, ["check", "googlenet", "--input-size", 32, 32, "--torch", D2L])
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith("error: cannot map") and "another variant" in line
