@@ -253,23 +253,49 @@ def _pair_units(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tu
     return mapping, notes, None
 
 
+def _with_bn(user_list: list[Unit]) -> list[tuple[Unit, Unit | None]]:
+    """Each conv with the BatchNorm that follows it: the first unused BN after it with its channel count (a
+    functional Keras model runs a level of branches at a time: conv, conv, BN, BN). A BN no conv takes stands
+    alone (and is left over)."""
+    pairs, taken = [], set()
+    for k, unit in enumerate(user_list):
+        if unit.kind == "bn":
+            continue
+        bn = None
+        if unit.kind == "conv" and "weight" in {r.replace("conv.", "") for r in unit.tensors}:
+            channels = next(shape for role, (_, shape) in unit.tensors.items() if role.endswith("weight"))[0]
+            bn = next((u for u in user_list[k + 1:] if u.kind == "bn" and id(u) not in taken
+                       and all(shape == (channels,) for _, shape in u.tensors.values())), None)
+            nxt = next((u for u in user_list[k + 1:] if u.kind != "bn"), None)
+            if bn is not None and nxt is not None and user_list.index(nxt) < user_list.index(bn) and \
+                    not any(u.kind == "bn" for u in user_list[k + 1: user_list.index(nxt)]) and \
+                    user_list.index(bn) - k > 8:
+                bn = None  # too far to be this conv's
+        if bn is not None:
+            taken.add(id(bn))
+        pairs.append((unit, bn))
+    pairs += [(u, None) for u in user_list if u.kind == "bn" and id(u) not in taken]
+    return pairs
+
+
 def _align(spec_list: list[Unit], user_list: list[Unit], spec_values) -> tuple[dict, list[str], str | None, list[Unit]]:
-    """By order: each spec unit takes the next user unit (and a BN right after it when the spec has BN)."""
-    mapping, notes, i = {}, [], 0
-    for su in spec_list:
-        conv = user_list[i] if i < len(user_list) else None
+    """By order: each spec unit takes the next unit of yours (with its BatchNorm when the spec has BN)."""
+    mapping, notes = {}, []
+    pairs = _with_bn(user_list)
+    for i, su in enumerate(spec_list):
+        conv, bn = pairs[i] if i < len(pairs) else (None, None)
         if conv is not None and conv.kind != ("conv" if su.kind == "conv" else "dense"):
             return mapping, notes, (f"spec key {next(iter(su.tensors.values()))[0]!r} meets your {conv.kind} "
-                                    f"{conv.name!r} in order"), user_list[i:]
-        wants_bn = su.kind == "conv" and "bn.gamma" in su.tensors
-        bn = user_list[i + 1] if wants_bn and i + 1 < len(user_list) and user_list[i + 1].kind == "bn" else None
+                                    f"{conv.name!r} in order"), [u for p in pairs[i:] for u in p if u]
         got, more, error = _pair_units(su, conv, bn, spec_values)
         if error:
-            return mapping, notes, error, user_list[i:]
+            return mapping, notes, error, [u for p in pairs[i:] for u in p if u]
+        if bn is not None and not (su.kind == "conv" and "bn.gamma" in su.tensors):
+            return mapping, notes, f"left over of yours: {bn.name!r} (the spec's {su.name} has no BatchNorm)", \
+                [u for p in pairs[i:] for u in p if u]
         mapping.update(got)
         notes += more
-        i += 2 if bn is not None else 1
-    return mapping, notes, None, user_list[i:]
+    return mapping, notes, None, [u for p in pairs[len(spec_list):] for u in p if u]
 
 
 def _signature(unit: Unit) -> tuple:
@@ -278,26 +304,31 @@ def _signature(unit: Unit) -> tuple:
 
 
 def _by_shape(spec_list, user_list, spec_values):
-    """Unique shapes, any order (a user's modules registered in another order than they run)."""
-    convs = [u for u in user_list if u.kind != "bn"]
-    bns = {id(u): user_list[k + 1] for k, u in enumerate(user_list[:-1]) if user_list[k + 1].kind == "bn"}
-    mapping, notes, used = {}, [], set()
+    """By shape, in order among equal shapes: each spec unit takes the first unused unit of yours with its shapes (a
+    model whose modules are registered, or run, in another order than the spec lists them)."""
+    pairs = _with_bn(user_list)
+    mapping, notes, used, ambiguous = {}, [], set(), []
     for su in spec_list:
         want = _signature(Unit(su.name, su.kind, {k: v for k, v in su.tensors.items() if not k.startswith("bn.")}))
-        found = [u for u in convs if id(u) not in used and _signature(u) == want
+        found = [(u, bn) for u, bn in pairs if id(u) not in used and _signature(u) == want
                  and u.kind == ("conv" if su.kind == "conv" else "dense")]
-        if len(found) != 1:
+        if not found:
             return None, None
-        got, more, error = _pair_units(su, found[0], bns.get(id(found[0])), spec_values)
+        if len(found) > 1 and len(ambiguous) < 3 and any(id(u) not in used and _signature(u) == want for u, _ in found[1:2]):
+            ambiguous.append(f"{su.name} -> {found[0][0].name} (also fits {found[1][0].name})")
+        got, more, error = _pair_units(su, *found[0], spec_values)
         if error:
             return None, None
-        used.add(id(found[0]))
-        used.update({id(bns[id(found[0])])} if "bn.gamma" in su.tensors and id(found[0]) in bns else set())
+        used.add(id(found[0][0]))
         mapping.update(got)
         notes += more
-    if len(used) != len(user_list):
+    if len(used) != len(pairs):
         return None, None
-    return mapping, notes + ["mapped by unique shapes (your parameters are registered in another order)"]
+    notes.append("mapped by shape, in order among equal shapes (your layers are not in the spec's order)")
+    if ambiguous:
+        notes.append("ambiguous, equal shapes taken in order: " + "; ".join(ambiguous)
+                     + " (if the check diverges there, give --map rules)")
+    return mapping, notes
 
 
 def read_rules(path: str) -> list[tuple[re.Pattern, str]]:
@@ -320,7 +351,8 @@ def read_rules(path: str) -> list[tuple[re.Pattern, str]]:
 
 
 def map_weights(spec: shared_spec.Spec, params: list[dict], values: dict[str, np.ndarray],
-                rules: list[tuple[re.Pattern, str]] | None = None) -> tuple[dict[str, str], list[str]]:
+                rules: list[tuple[re.Pattern, str]] | None = None,
+                order: list[str] | None = None) -> tuple[dict[str, str], list[str]]:
     """spec key -> the user's parameter name (``!zero:NAME`` keys: their bias to set to zero), and notes.
     Raises MappingError with the account."""
     shapes = spec.weight_shapes()
@@ -347,6 +379,11 @@ def map_weights(spec: shared_spec.Spec, params: list[dict], values: dict[str, np
         if rest:
             spec_list.append(Unit(unit.name, unit.kind, rest))
     user_list = _user_units([p for p in params if p["name"] not in taken])
+    if order:  # the order the modules run in (a first forward), where it differs from how they are registered
+        first = {}
+        for k, name in enumerate(order):
+            first.setdefault(name, k)
+        user_list = sorted(user_list, key=lambda u: first.get(u.name, len(order)))
     got, notes, error, left = _align(spec_list, user_list, values)
     if error is None and left:
         names = [name for unit in left for name, _ in unit.tensors.values()]
@@ -751,7 +788,11 @@ def run_check(spec: shared_spec.Spec, key: str, target: str, *, batch: int = 1, 
             except (TypeError, ValueError) as exc:
                 raise CheckInputError(f"{option} {target}: {exc}") from None
     params = adapter.parameters(model)
-    mapping, notes = map_weights(spec, params, weights, rules)
+    try:  # the order its modules run in, with its own weights
+        order = [r["name"] for r in adapter.run(model, x)[1]]
+    except Exception:
+        order = None
+    mapping, notes = map_weights(spec, params, weights, rules, order)
     flat = flatten_sources(spec)
     values = {}
     for spec_key, name in mapping.items():
