@@ -752,7 +752,7 @@ def reference_key(key: str) -> str:
     step), else the first installed one that can (ONNX)."""
     if fw_registry.FRAMEWORKS[key].can("train"):
         return key
-    for other in fw_registry.import_order(fw_registry.with_capability("train")):
+    for other in fw_registry.with_capability("train"):  # torch first; only one is imported
         try:
             fw_registry.load(other)
             return other
