@@ -266,11 +266,6 @@ def _with_bn(user_list: list[Unit]) -> list[tuple[Unit, Unit | None]]:
             channels = next(shape for role, (_, shape) in unit.tensors.items() if role.endswith("weight"))[0]
             bn = next((u for u in user_list[k + 1:] if u.kind == "bn" and id(u) not in taken
                        and all(shape == (channels,) for _, shape in u.tensors.values())), None)
-            nxt = next((u for u in user_list[k + 1:] if u.kind != "bn"), None)
-            if bn is not None and nxt is not None and user_list.index(nxt) < user_list.index(bn) and \
-                    not any(u.kind == "bn" for u in user_list[k + 1: user_list.index(nxt)]) and \
-                    user_list.index(bn) - k > 8:
-                bn = None  # too far to be this conv's
         if bn is not None:
             taken.add(id(bn))
         pairs.append((unit, bn))
@@ -357,7 +352,6 @@ def map_weights(spec: shared_spec.Spec, params: list[dict], values: dict[str, np
     Raises MappingError with the account."""
     shapes = spec.weight_shapes()
     mapping: dict[str, str] = {}
-    by_name = {p["name"]: p for p in params}
     if rules:
         for p in params:
             for pattern, target in rules:
@@ -398,7 +392,6 @@ def map_weights(spec: shared_spec.Spec, params: list[dict], values: dict[str, np
                                f"(googlenet-suite list)")
         got, notes = fallback, more
     mapping.update(got)
-    del by_name
     return mapping, notes
 
 

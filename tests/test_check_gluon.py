@@ -39,3 +39,12 @@ def test_d2l_mxnet_code_agrees_with_the_d2l_variant(capsys, restore_np_mode):
 def test_not_a_gluon_block(capsys):
     code, _, err = check(capsys, "d2l", "--gluon", "json:JSONDecoder")
     assert code == 2 and "expected a Gluon Block, got json.decoder.JSONDecoder" in err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("factory,code,trap", [("bn_right_eps", 0, None), ("bn_default_eps", 1, "bn-eps")])
+def test_gluon_batchnorm_default_eps_is_named(capsys, factory, code, trap):
+    got, result, err = check(capsys, "bn", "--spec", "tests/fixtures/traps.json", "--gluon",
+                             f"tests/fixtures/trap_models_gluon.py:{factory}")
+    assert got == code, (err, result and result["verdict"])
+    if trap:
+        assert result["first_divergence"]["diagnosis"]["trap"] == trap
