@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")  # writes the files and makes the suite's w
 
 from googlenet_suite.cli import main  # noqa: E402
 
-pytestmark = pytest.mark.onnx
+pytestmark = [pytest.mark.onnx, pytest.mark.cross, pytest.mark.torch]  # torch writes the files
 
 
 def _module(path):

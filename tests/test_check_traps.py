@@ -97,3 +97,13 @@ def test_keras_same_padding_puts_the_odd_cell_after():
     assert numeric.same_padding(96, 7, 2) == (2, 3)
     assert numeric.same_padding(48, 3, 2) == (0, 1)
     assert numeric.same_padding(12, 3, 1) == (1, 1)
+
+
+def test_table_output_shows_the_traps_and_the_departures(capsys, tmp_path):
+    out = tmp_path / "check.txt"
+    code = main(["check", "conv_s2", "--spec", SPEC, "--torch", f"{MODELS}:same_padding", "--output", str(out)])
+    capsys.readouterr()
+    text = out.read_text()
+    assert code == 1
+    assert "traps re-run at conv1 (input: the input batch)" in text and "same-padding-stride-2" in text
+    assert "every departure from the spec" in text and "DIVERGES" in text.splitlines()[-1]
