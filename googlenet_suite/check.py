@@ -806,7 +806,7 @@ def run_check(spec: shared_spec.Spec, key: str, target: str, *, batch: int = 1, 
         adapter.load(model, values)
         try:
             logits, records = adapter.run(model, x)
-        except (TypeError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # the user's forward: any failure is one line
             raise CheckInputError(f"{option} {target}: running it on {tuple(x.shape)} failed: "
                                   f"{type(exc).__name__}: {exc}") from None
     records = [Record(r["name"], r["kind"], np.asarray(r["value"]), r.get("pre_activation", False)) for r in records]

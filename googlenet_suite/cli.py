@@ -435,7 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "variant, layer by layer, and name the trap where it diverges", parents=[one, spec, report])
     from .check import OPTIONS as check_options
     for key in fw_registry.with_capability("check"):
-        p.add_argument(check_options[key], dest=f"model_{key}", metavar="FILE" if key == "onnx" else "MODULE:FACTORY")
+        p.add_argument(check_options[key], dest=f"model_{key}", metavar="FILE" if key == "onnx" else "MODULE:FACTORY",
+                       help=f"your {fw_registry.FRAMEWORKS[key].label} model: " + (
+                           "an ONNX file" if key == "onnx" else "path/to/file.py:NAME or package.module:NAME "
+                           "(a factory called with no arguments, or the model itself)"))
     p.add_argument("--map", metavar="FILE", help="JSON rules: regex on your parameter names -> spec keys")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seed", type=_seed, default=0)

@@ -87,3 +87,10 @@ def test_d2l_model_for_the_googlenet_variant_is_a_clear_mismatch(capsys):
     code, _, err = run(capsys, ["check", "googlenet", "--input-size", 32, 32, "--torch", D2L])
     line = err.strip().splitlines()[-1]
     assert code == 2 and line.startswith("error: cannot map") and "another variant" in line
+
+
+def test_a_forward_that_raises_is_one_line(capsys):
+    code, out, err = run(capsys, ["check", "conv_s2", "--spec", "tests/fixtures/traps.json", "--torch",
+                                  "tests/fixtures/trap_models_torch.py:broken"])
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "running it on (1, 2, 16, 16) failed: IndexError" in line and "Traceback" not in err
