@@ -3,6 +3,8 @@ suite's hand-written torchvision GoogLeNet in Gluon (a HybridBlock with BatchNor
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 
 import pytest
@@ -12,6 +14,8 @@ mx = pytest.importorskip("mxnet")
 from googlenet_suite.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.mxnet
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture
@@ -30,7 +34,7 @@ def check(capsys, *argv):
 
 
 def test_d2l_mxnet_code_agrees_with_the_d2l_variant(capsys, restore_np_mode):
-    code, result, err = check(capsys, "d2l", "--input-size", 32, 32, "--gluon", "tests/fixtures/d2l_mxnet.py:net")
+    code, result, err = check(capsys, "d2l", "--input-size", 32, 32, "--gluon", f"{FIXTURES}/d2l_mxnet.py:net")
     assert code == 0, (err, result and result["verdict"])
     assert result["logits"]["max_abs_diff"] <= 1e-4
     assert sum(row["status"] == "agree" for row in result["layers"]) >= 80
@@ -43,8 +47,8 @@ def test_not_a_gluon_block(capsys):
 
 @pytest.mark.parametrize("factory,code,trap", [("bn_right_eps", 0, None), ("bn_default_eps", 1, "bn-eps")])
 def test_gluon_batchnorm_default_eps_is_named(capsys, factory, code, trap):
-    got, result, err = check(capsys, "bn", "--spec", "tests/fixtures/traps.json", "--gluon",
-                             f"tests/fixtures/trap_models_gluon.py:{factory}")
+    got, result, err = check(capsys, "bn", "--spec", f"{FIXTURES}/traps.json", "--gluon",
+                             f"{FIXTURES}/trap_models_gluon.py:{factory}")
     assert got == code, (err, result and result["verdict"])
     if trap:
         assert result["first_divergence"]["diagnosis"]["trap"] == trap

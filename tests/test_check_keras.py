@@ -3,6 +3,8 @@ channels-last Flatten feeds a dense layer, and one with 'same' padding at stride
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 
 import pytest
@@ -14,6 +16,8 @@ from googlenet_suite.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
 
 def check(capsys, *argv):
     code = main(["check", *map(str, argv), "--format", "json"])
@@ -22,7 +26,7 @@ def check(capsys, *argv):
 
 
 def test_d2l_tensorflow_code_diverges_at_its_stride_2_same_conv(capsys):
-    code, result, err = check(capsys, "d2l", "--input-size", 32, 32, "--keras", "tests/fixtures/d2l_tf.py:net")
+    code, result, err = check(capsys, "d2l", "--input-size", 32, 32, "--keras", f"{FIXTURES}/d2l_tf.py:net")
     assert code == 1, err
     first = result["first_divergence"]
     assert first["layer"] == "conv1" and first["diagnosis"]["trap"] == "same-padding-stride-2"
@@ -37,16 +41,16 @@ def test_d2l_tensorflow_code_diverges_at_its_stride_2_same_conv(capsys):
 
 
 def test_keras_model_with_explicit_padding_agrees_through_its_nhwc_flatten(capsys):
-    code, result, err = check(capsys, "conv_s2", "--spec", "tests/fixtures/traps.json", "--keras",
-                              "tests/fixtures/trap_models_keras.py:conv_s2_ok")
+    code, result, err = check(capsys, "conv_s2", "--spec", f"{FIXTURES}/traps.json", "--keras",
+                              f"{FIXTURES}/trap_models_keras.py:conv_s2_ok")
     assert code == 0, (err, result and result["verdict"])
     rows = {row["name"]: row for row in result["layers"]}
     assert rows["flatten"]["view"] == "in channels-first order" and rows["fc"]["status"] == "agree"
 
 
 def test_keras_same_at_stride_2_is_named(capsys):
-    code, result, err = check(capsys, "conv_s2", "--spec", "tests/fixtures/traps.json", "--keras",
-                              "tests/fixtures/trap_models_keras.py:conv_s2_same")
+    code, result, err = check(capsys, "conv_s2", "--spec", f"{FIXTURES}/traps.json", "--keras",
+                              f"{FIXTURES}/trap_models_keras.py:conv_s2_same")
     assert code == 1, err
     assert result["first_divergence"]["diagnosis"]["trap"] == "same-padding-stride-2"
 

@@ -3,6 +3,8 @@ TorchScript exporter), checked through onnxruntime with every node's output."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import importlib.util
 import json
 
@@ -15,6 +17,8 @@ from googlenet_suite.cli import main  # noqa: E402
 
 pytestmark = [pytest.mark.onnx, pytest.mark.cross, pytest.mark.torch]  # torch writes the files
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
 
 def _module(path):
     spec = importlib.util.spec_from_file_location(path.replace("/", "_").removesuffix(".py"), path)
@@ -26,8 +30,8 @@ def _module(path):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx")
-    d2l = _module("tests/fixtures/d2l_torch.py").net.eval()
-    traps = _module("tests/fixtures/trap_models_torch.py")
+    d2l = _module(f"{FIXTURES}/d2l_torch.py").net.eval()
+    traps = _module(f"{FIXTURES}/trap_models_torch.py")
     paths = {}
     for name, model, shape in [("d2l", d2l, (1, 1, 32, 32)), ("same", traps.same_padding().eval(), (1, 2, 16, 16))]:
         paths[name] = out / f"{name}.onnx"
@@ -50,7 +54,7 @@ def test_d2l_exported_to_onnx_agrees(capsys, files):
 
 
 def test_same_padding_in_an_onnx_file_is_diagnosed(capsys, files):
-    code, result, err = check(capsys, "conv_s2", "--spec", "tests/fixtures/traps.json", "--onnx", files["same"])
+    code, result, err = check(capsys, "conv_s2", "--spec", f"{FIXTURES}/traps.json", "--onnx", files["same"])
     assert code == 1, err
     assert result["first_divergence"]["diagnosis"]["trap"] == "same-padding-stride-2"
 

@@ -3,6 +3,8 @@ suite's hand-written torchvision GoogLeNet, bad factories). The traps, one wrong
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 
 import pytest
@@ -13,7 +15,9 @@ from googlenet_suite.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-D2L = "tests/fixtures/d2l_torch.py:net"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+D2L = f"{FIXTURES}/d2l_torch.py:net"
 
 
 def run(capsys, argv):
@@ -53,12 +57,12 @@ def test_torchvision_style_model_agrees_with_googlenet(capsys):
 
 
 @pytest.mark.parametrize("target,expected", [
-    ("tests/fixtures/nowhere.py:net", "does not exist"),
-    ("tests/fixtures/d2l_torch.py:nothing", "has no attribute 'nothing'"),
+    (f"{FIXTURES}/nowhere.py:net", "does not exist"),
+    (f"{FIXTURES}/d2l_torch.py:nothing", "has no attribute 'nothing'"),
     ("no_such_module_xyz:net", "importing no_such_module_xyz failed: ModuleNotFoundError"),
     ("json:dumps", "calling dumps() failed: TypeError"),
     ("json:__name__", "expected a torch.nn.Module, got builtins.str"),
-    ("tests/fixtures/d2l_torch.py", "expected MODULE:FACTORY"),
+    (f"{FIXTURES}/d2l_torch.py", "expected MODULE:FACTORY"),
 ])
 def test_bad_factories_are_one_line_exit_2(capsys, target, expected):
     code, out, err = run(capsys, ["check", "d2l", "--torch", target])
@@ -90,7 +94,7 @@ def test_d2l_model_for_the_googlenet_variant_is_a_clear_mismatch(capsys):
 
 
 def test_a_forward_that_raises_is_one_line(capsys):
-    code, out, err = run(capsys, ["check", "conv_s2", "--spec", "tests/fixtures/traps.json", "--torch",
-                                  "tests/fixtures/trap_models_torch.py:broken"])
+    code, out, err = run(capsys, ["check", "conv_s2", "--spec", f"{FIXTURES}/traps.json", "--torch",
+                                  f"{FIXTURES}/trap_models_torch.py:broken"])
     line = err.strip().splitlines()[-1]
     assert code == 2 and "running it on (1, 2, 16, 16) failed: IndexError" in line and "Traceback" not in err

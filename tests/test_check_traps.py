@@ -5,6 +5,8 @@ builder first, so a diagnosis never rests on a wrong reference."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 
 import numpy as np
@@ -19,8 +21,10 @@ from googlenet_suite.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-SPEC = "tests/fixtures/traps.json"
-MODELS = "tests/fixtures/trap_models_torch.py"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+SPEC = f"{FIXTURES}/traps.json"
+MODELS = f"{FIXTURES}/trap_models_torch.py"
 
 
 def check(capsys, variant, factory):
