@@ -299,6 +299,24 @@ class _Disagree(Exception):
     """The exported file does not reproduce the framework (exit 1, no file)."""
 
 
+def cmd_check(args) -> int:
+    """Hold your own model to a variant: the suite's weights loaded into it, layer by layer, traps diagnosed."""
+    from . import check
+
+    given = [(key, getattr(args, f"model_{key}")) for key in check.OPTIONS if getattr(args, f"model_{key}", None)]
+    if len(given) != 1:
+        raise UsageError("check: give exactly one of " + ", ".join(check.OPTIONS[k] for k in check.OPTIONS))
+    if args.batch < 1:
+        raise UsageError(f"--batch must be >= 1. Received: --batch {args.batch}")
+    if args.output:
+        check_output(Path(args.output))
+    (key, target), = given
+    result = check.run_check(_load(args.variant, args), key, target, batch=args.batch, seed=args.seed,
+                             map_file=args.map, progress=_progress())
+    _write_output(check.render(result, args.format), args.output)
+    return EXIT_OK if result["agree"] else EXIT_DISAGREE
+
+
 def cmd_bench(args) -> int:
     from . import bench
 
@@ -412,6 +430,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2, help="examples in the verification batch")
     p.add_argument("--output", required=True, metavar="MODEL.onnx")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("check", help="hold your own model (nn.Module, keras.Model, Gluon Block, ONNX file) to a "
+                       "variant, layer by layer, and name the trap where it diverges", parents=[one, spec, report])
+    from .check import OPTIONS as check_options
+    for key in fw_registry.with_capability("check"):
+        p.add_argument(check_options[key], dest=f"model_{key}", metavar="FILE" if key == "onnx" else "MODULE:FACTORY",
+                       help=f"your {fw_registry.FRAMEWORKS[key].label} model: " + (
+                           "an ONNX file" if key == "onnx" else "path/to/file.py:NAME or package.module:NAME "
+                           "(a factory called with no arguments, or the model itself)"))
+    p.add_argument("--map", metavar="FILE", help="JSON rules: regex on your parameter names -> spec keys")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("bench", help="speed of the frameworks side by side, plain and fast",
                        parents=[many, spec, _device_parent(), report])

@@ -16,8 +16,9 @@ from types import ModuleType
 
 #: What an implementation can do beyond the inference contract (build, forward, layer_outputs, weights,
 #: counts): ``train`` is ``train_step`` and the ``impl_X.train`` loop; ``bench`` is an ``impl_X.bench`` runner
-#: (its training step measured only where the framework can also ``train``).
-CAPABILITIES = ("train", "bench")
+#: (its training step measured only where the framework can also ``train``); ``check`` is an
+#: ``impl_X.check`` adapter that loads a user's own model for ``googlenet-suite check``.
+CAPABILITIES = ("train", "bench", "check")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +40,8 @@ FRAMEWORKS: dict[str, Framework] = {
     "tf": Framework("tf", "Keras 3 (TF)", "impl_tf", "tensorflow", "tf"),
     # MXNet 1.9.1 segfaults when it is imported after TensorFlow in the same process: import it first
     "mxnet": Framework("mxnet", "MXNet Gluon", "impl_mxnet", "mxnet", "mxnet", import_first=True),
-    # the spec written straight into an ONNX graph, run by onnxruntime: inference only
-    "onnx": Framework("onnx", "ONNX Runtime", "impl_onnx", "onnxruntime", "onnx", frozenset({"bench"})),
+    # the spec written straight into an ONNX graph, run by onnxruntime: inference only (check: a user's ONNX file)
+    "onnx": Framework("onnx", "ONNX Runtime", "impl_onnx", "onnxruntime", "onnx", frozenset({"bench", "check"})),
 }
 
 

@@ -103,7 +103,7 @@ def test_registered_package_has_the_parts_its_capabilities_promise(key):
     fw = fw_registry.FRAMEWORKS[key]
     parts = {path.stem for path in (ROOT / fw.module).glob("*.py")}
     assert "__init__" in parts, fw.module
-    for capability in ("train", "bench"):
+    for capability in ("train", "bench", "check"):
         assert (capability in parts) == fw.can(capability), f"{fw.module}: {capability}.py vs capabilities"
     extras = (ROOT / "pyproject.toml").read_text()
     assert f"\n{fw.extra} = [" in extras, f"pyproject.toml has no extra {fw.extra!r} for {key}"

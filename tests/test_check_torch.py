@@ -1,0 +1,100 @@
+"""``googlenet-suite check --torch``: a user's own nn.Module held to a variant (d2l's PyTorch code as it is, the
+suite's hand-written torchvision GoogLeNet, bad factories). The traps, one wrong model each: test_check_traps.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from googlenet_suite.cli import main  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+D2L = f"{FIXTURES}/d2l_torch.py:net"
+
+
+def run(capsys, argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_d2l_pytorch_code_agrees_with_the_d2l_variant(capsys, tmp_path):
+    report = tmp_path / "check.json"
+    code, _, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch", D2L, "--format", "json",
+                                "--output", report])
+    assert code == 0, err
+    result = json.loads(report.read_text())
+    assert result["agree"] and result["first_divergence"] is None
+    assert result["logits"]["max_abs_diff"] <= 1e-4
+    names = {row["name"]: row for row in result["layers"]}
+    assert names["inception3a.branch3.conv2"]["status"] == "agree"  # the 5x5, with its functional ReLU
+    assert names["inception3a.branch3.conv2"]["record"] == "2.0.p3_2"
+    assert sum(row["status"] == "agree" for row in result["layers"]) >= 80
+
+
+def test_torchvision_style_model_for_the_d2l_variant_is_a_clear_mismatch(capsys):
+    code, out, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch",
+                                  "impl_torch.handwritten:GoogLeNet"])
+    assert code == 2 and out == ""
+    line, = err.strip().splitlines()[-1:]
+    assert line.startswith("error: cannot map") and "'conv1.conv.weight' (64, 1, 7, 7)" in line
+    assert "(64, 3, 7, 7)" in line and "another variant" in line and "Traceback" not in err
+
+
+def test_torchvision_style_model_agrees_with_googlenet(capsys):
+    code, out, err = run(capsys, ["check", "googlenet", "--input-size", 32, 32, "--torch",
+                                  "impl_torch.handwritten:GoogLeNet", "--format", "markdown"])
+    assert code == 0, err
+    assert "AGREE" in out and "| inception5b |" in out
+
+
+@pytest.mark.parametrize("target,expected", [
+    (f"{FIXTURES}/nowhere.py:net", "does not exist"),
+    (f"{FIXTURES}/d2l_torch.py:nothing", "has no attribute 'nothing'"),
+    ("no_such_module_xyz:net", "importing no_such_module_xyz failed: ModuleNotFoundError"),
+    ("json:dumps", "calling dumps() failed: TypeError"),
+    ("json:__name__", "expected a torch.nn.Module, got builtins.str"),
+    (f"{FIXTURES}/d2l_torch.py", "expected MODULE:FACTORY"),
+])
+def test_bad_factories_are_one_line_exit_2(capsys, target, expected):
+    code, out, err = run(capsys, ["check", "d2l", "--torch", target])
+    lines = err.strip().splitlines()
+    assert code == 2 and out == ""
+    assert lines[-1].startswith("error: ") and expected in lines[-1], lines[-1]
+    assert "Traceback" not in err
+
+
+def test_exactly_one_model_option(capsys):
+    code, _, err = run(capsys, ["check", "d2l"])
+    assert code == 2 and "exactly one of --torch" in err
+
+
+def test_map_rules_name_the_spec_keys(capsys, tmp_path):
+    rules = tmp_path / "map.json"
+    rules.write_text(json.dumps({r"^0\.0\.(weight|bias)$": r"conv1.conv.\1", r"^5\.weight$": "fc.weight"}))
+    code, _, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch", D2L, "--map", rules])
+    assert code == 0, err
+    rules.write_text(json.dumps({r"^0\.0\.weight$": "conv1.weight"}))
+    code, _, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch", D2L, "--map", rules])
+    assert code == 2 and "'0.0.weight' -> 'conv1.weight', which is no spec key of 'd2l'" in err
+
+
+def test_d2l_model_for_the_googlenet_variant_is_a_clear_mismatch(capsys):
+    code, _, err = run(capsys, ["check", "googlenet", "--input-size", 32, 32, "--torch", D2L])
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith("error: cannot map") and "another variant" in line
+
+
+def test_a_forward_that_raises_is_one_line(capsys):
+    code, out, err = run(capsys, ["check", "conv_s2", "--spec", f"{FIXTURES}/traps.json", "--torch",
+                                  f"{FIXTURES}/trap_models_torch.py:broken"])
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "running it on (1, 2, 16, 16) failed: IndexError" in line and "Traceback" not in err
