@@ -68,6 +68,8 @@ def _spec_parent(*, overrides: bool = True) -> argparse.ArgumentParser:
         parent.add_argument("--in-channels", type=int, metavar="C")
         parent.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
         parent.add_argument("--aux", action="store_true", default=None, help="turn the aux heads on")
+        parent.add_argument("--transform-input", action="store_true", default=None,
+                            help="torchvision's transform_input: re-normalise ImageNet-normalised input first")
     return parent
 
 
@@ -91,6 +93,7 @@ def _overrides(args) -> dict:
         "in_channels": args.in_channels,
         "input_size": tuple(args.input_size) if args.input_size else None,
         "aux_logits": args.aux,
+        "transform_input": args.transform_input,
     }
 
 
