@@ -32,6 +32,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+class _IntermixedParser(_Parser):
+    """Positionals before and after options (``convert SRC --from F ... VARIANT``): argparse's intermixed parse."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inside:  # parse_known_intermixed_args calls back in here
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -298,6 +313,12 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_convert(args) -> int:
+    from . import convert
+
+    return convert.main(args, load_spec=lambda **extra: _load(args.variant, args, **extra))
+
+
 class _Disagree(Exception):
     """The exported file does not reproduce the framework (exit 1, no file)."""
 
@@ -415,6 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2, help="examples in the verification batch")
     p.add_argument("--output", required=True, metavar="MODEL.onnx")
     p.set_defaults(func=cmd_export)
+
+    sub._parser_class = _IntermixedParser  # SRC and VARIANT on either side of the options
+    p = sub.add_parser("convert", help="weights between the suite's format, torchvision's state_dict and GluonCV's "
+                                       ".params", parents=[spec])
+    sub._parser_class = _Parser
+    p.add_argument("src", metavar="SRC", help="the weight file to convert")
+    p.add_argument("variant", nargs="?", help="variant name (default: the spec's default variant)")
+    p.add_argument("--from", dest="from_format", required=True, choices=("torchvision", "gluoncv", "suite"))
+    p.add_argument("--to", dest="to_format", required=True, choices=("suite", "torchvision", "gluoncv"))
+    p.add_argument("--output", required=True, metavar="FILE")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("bench", help="speed of the frameworks side by side, plain and fast",
                        parents=[many, spec, _device_parent(), report])
