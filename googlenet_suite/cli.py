@@ -313,6 +313,13 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_predict(args) -> int:
+    from . import predict
+
+    return predict.main(args, load_spec=lambda name, **overrides: shared_spec.load(name, spec_file=args.spec, **overrides),
+                        given=_overrides(args), write_output=_write_output)
+
+
 def cmd_convert(args) -> int:
     from . import convert
 
@@ -447,6 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="to_format", required=True, choices=("suite", "torchvision", "gluoncv"))
     p.add_argument("--output", required=True, metavar="FILE")
     p.set_defaults(func=cmd_convert)
+
+    sub._parser_class = _IntermixedParser
+    p = sub.add_parser("predict", help="top-k ImageNet classes of images, in one framework or all side by side",
+                       parents=[spec, _device_parent(), _report_parent()])
+    sub._parser_class = _Parser
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, then optionally VARIANT (default: the "
+                                                              "weight file's)")
+    p.add_argument("--weights", required=True, metavar="FILE", help="safetensors weights (googlenet-suite layout)")
+    p.add_argument("--framework", default="torch", choices=[*fw_registry.FRAMEWORKS, "all"])
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="speed of the frameworks side by side, plain and fast",
                        parents=[many, spec, _device_parent(), report])
