@@ -212,9 +212,11 @@ def _gluoncv_replica(classes: int, aux: bool):
             x = self.stem(x)
             x = self.blocks["3b"](self.blocks["3a"](x))
             x = self.blocks["4a"](self.pool3(x))
+            aux1 = self.heads[0](x) if self.heads else None
             x = self.blocks["4d"](self.blocks["4c"](self.blocks["4b"](x)))
-            x = self.blocks["5b"](self.blocks["5a"](self.pool4(self.blocks["4e"](x))))
-            return self.head(x)
+            aux2 = self.heads[1](x) if self.heads else None
+            x = self.head(self.blocks["5b"](self.blocks["5a"](self.pool4(self.blocks["4e"](x)))))
+            return (x, aux2, aux1) if self.heads else x  # GluonCV's order
 
     return GoogLeNet()
 
@@ -228,14 +230,9 @@ def test_gluoncv_names_are_gluons_own(aux):
     assert set(convert.gluoncv_names(_spec(aux_logits=aux)).values()) == names
 
 
-@pytest.mark.mxnet
-def test_gluoncv_file_with_instance_prefix_converts_and_runs_like_gluoncv(tmp_path, capsys):
-    """A .params file of the replica (full names, instance 3) -> suite -> the suite's Gluon model at 224: the
-    same main logits as the replica (at 224 GluonCV's fixed 7x7 pool and floor 2/2 maxpool4 are torchvision's)."""
-    mx = pytest.importorskip("mxnet")
-    import impl_mxnet
-
-    replica = _gluoncv_replica(CLASSES, aux=False)
+def _replica_file(mx, tmp_path, aux):
+    """The replica with O(1) activations, saved with full names (googlenet3_Mixed_3a_conv0_weight ...)."""
+    replica = _gluoncv_replica(CLASSES, aux=aux)
     replica.initialize(mx.init.Xavier(magnitude=2.0))
     rng = np.random.default_rng(1)
     for name, param in replica.collect_params().items():
@@ -244,7 +241,18 @@ def test_gluoncv_file_with_instance_prefix_converts_and_runs_like_gluoncv(tmp_pa
         elif name.endswith("weight"):  # He-like scale: activations keep their size through the network
             param.set_data(mx.nd.array(rng.normal(0, (2.0 / np.prod(param.shape[1:])) ** 0.5, param.shape)))
     params = tmp_path / "googlenet.params"
-    replica.collect_params().save(str(params))  # full names: googlenet3_Mixed_3a_conv0_weight ...
+    replica.collect_params().save(str(params))
+    return replica, params
+
+
+@pytest.mark.mxnet
+def test_gluoncv_file_with_instance_prefix_converts_and_runs_like_gluoncv(tmp_path, capsys):
+    """A .params file of the replica (full names, instance 3) -> suite -> the suite's Gluon model at 224: the
+    same main logits as the replica (at 224 GluonCV's fixed 7x7 pool and floor 2/2 maxpool4 are torchvision's)."""
+    mx = pytest.importorskip("mxnet")
+    import impl_mxnet
+
+    replica, params = _replica_file(mx, tmp_path, aux=False)
     out = tmp_path / "suite.safetensors"
     run(capsys, ["convert", params, "--from", "gluoncv", "--to", "suite", "--output", out, "--num-classes", CLASSES])
     spec = shared_spec.load("googlenet", num_classes=CLASSES)
@@ -254,6 +262,27 @@ def test_gluoncv_file_with_instance_prefix_converts_and_runs_like_gluoncv(tmp_pa
     want = replica(mx.nd.array(x)).asnumpy()
     assert float(np.abs(want).max()) > 1e-1
     assert float(np.abs(impl_mxnet.forward(model, x) - want).max()) <= TOL
+
+
+@pytest.mark.mxnet
+def test_the_googlenet_gluoncv_variant_is_gluoncvs_network_aux_heads_included(tmp_path, capsys):
+    """googlenet-gluoncv (5/3 aux pools, fixed 7x7 pool, floor maxpool4) reproduces the replica's (out, aux2, aux1)."""
+    mx = pytest.importorskip("mxnet")
+    import impl_mxnet
+
+    replica, params = _replica_file(mx, tmp_path, aux=True)
+    out = tmp_path / "suite.safetensors"
+    run(capsys, ["convert", params, "--from", "gluoncv", "--to", "suite", "--output", out, "googlenet-gluoncv",
+                 "--aux", "--num-classes", CLASSES])
+    spec = shared_spec.load("googlenet-gluoncv", num_classes=CLASSES, aux_logits=True)
+    model = impl_mxnet.build(spec, device="cpu", seed=0)
+    impl_mxnet.load_weights(model, out)
+    x = np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    main_out, aux2, aux1 = (o.asnumpy() for o in replica(mx.nd.array(x)))
+    got = impl_mxnet.layer_outputs(model, x)
+    for name, want in (("fc", main_out), ("aux1", aux1), ("aux2", aux2)):
+        assert float(np.abs(want).max()) > 1e-1
+        assert float(np.abs(got[name] - want).max()) <= TOL, name
 
 
 @pytest.mark.mxnet
