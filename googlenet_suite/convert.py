@@ -132,11 +132,58 @@ def gluoncv_names(spec: shared_spec.Spec) -> dict[str, str]:
     return {key: names[key] for key in spec.weight_shapes()}
 
 
+#: GluonCV's aux head as a HybridSequential: AvgPool2D, basic conv, Flatten, Dense, Activation, Dropout, Dense
+_GLUON_AUX_INDEX = {"conv": 1, "fc1": 3, "fc2": 6}
+
+
+def gluoncv_block_names(spec: shared_spec.Spec) -> dict[str, str]:
+    """Suite weight key -> the structural name ``net.save_parameters()`` writes in MXNet 1.x (block paths:
+    ``conv1.0.weight``, ``inception3a.1.1.1.gamma`` (branch 2, second conv unit, its BN), ``aux1.3.weight``,
+    ``output.weight``). Each conv unit is a HybridSequential [Conv2D, BatchNorm, Activation]."""
+    names: dict[str, str] = {}
+
+    def conv_unit(layer: Conv, path: str) -> None:
+        names[f"{layer.name}.conv.weight"] = f"{path}.0.weight"
+        if layer.bias:
+            names[f"{layer.name}.conv.bias"] = f"{path}.0.bias"
+        if layer.norm is not None:
+            for key in BN_KEYS:
+                names[f"{layer.name}.bn.{key}"] = f"{path}.1.{key}"
+
+    def dense(layer: Dense, path: str) -> None:
+        names[f"{layer.name}.weight"] = f"{path}.weight"
+        if layer.bias:
+            names[f"{layer.name}.bias"] = f"{path}.bias"
+
+    for layer in spec.layers:
+        if isinstance(layer, Concat):
+            for b, branch in enumerate(layer.branches):
+                for i, inner in enumerate(branch.layers):
+                    if isinstance(inner, Conv):
+                        conv_unit(inner, f"{layer.name}.{b}.{i}")
+        elif isinstance(layer, Aux):
+            for inner in layer.layers:
+                short = inner.name.rpartition(".")[2]
+                if isinstance(inner, (Conv, Dense)) and short not in _GLUON_AUX_INDEX:
+                    raise W.WeightsError(f"{spec.variant}: aux layer {inner.name!r} has no GluonCV name")
+                if isinstance(inner, Conv):
+                    conv_unit(inner, f"{layer.name}.{_GLUON_AUX_INDEX[short]}")
+                elif isinstance(inner, Dense):
+                    dense(inner, f"{layer.name}.{_GLUON_AUX_INDEX[short]}")
+        elif isinstance(layer, Conv):
+            conv_unit(layer, layer.name)
+        elif isinstance(layer, Dense):
+            dense(layer, "output" if layer.name == "fc" else layer.name)
+    return {key: names[key] for key in spec.weight_shapes()}
+
+
 def _names(fmt: str, spec: shared_spec.Spec) -> dict[str, str]:
     if fmt == "torchvision":
         return torchvision_names(spec)
     if fmt == "gluoncv":
         return gluoncv_names(spec)
+    if fmt == "gluoncv-blocks":
+        return gluoncv_block_names(spec)
     return {key: key for key in spec.weight_shapes()}
 
 
@@ -167,18 +214,37 @@ def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]
         raise W.WeightsError(f"{path}: not a readable safetensors file: {first}") from None
 
 
-def read_arrays(fmt: str, path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """A file of format ``fmt`` as ``(name -> array, metadata)``, with the format's own names."""
+def _gluon_blocks(path, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``save_parameters``' structural names: GluonCV's classifier is both ``head.2`` and ``output`` (one Dense
+    registered twice), saved under both names unless deduplicated; keep ``output``."""
+    out = dict(arrays)
+    for suffix in ("weight", "bias"):
+        twin = out.pop(f"head.2.{suffix}", None)
+        if twin is None:
+            continue
+        if f"output.{suffix}" not in out:
+            out[f"output.{suffix}"] = twin
+        elif not np.array_equal(twin, out[f"output.{suffix}"]):
+            raise W.WeightsError(f"{path}: 'head.2.{suffix}' and 'output.{suffix}' (one GluonCV layer) differ")
+    return out
+
+
+def read_arrays(fmt: str, path: Path) -> tuple[dict[str, np.ndarray], dict[str, str], str]:
+    """A file of format ``fmt`` as ``(name -> array, metadata, naming)``, with the format's own names;
+    ``naming`` tells GluonCV's two forms apart (``gluoncv``: parameter names; ``gluoncv-blocks``: paths)."""
     if not path.is_file():
         raise W.WeightsError(f"{path}: no such file")
     if fmt == "suite":
         arrays, meta = W.load_weights(path)
-        return arrays, meta
+        return arrays, meta, fmt
     if fmt == "torchvision":
         if path.suffix == ".safetensors":
-            return _read_safetensors(path)
-        return _framework("torch", "torchvision").read_state_dict(path)
-    return _strip_gluon_prefix(path, _framework("mxnet", "gluoncv").read_params(path)), {}
+            return (*_read_safetensors(path), fmt)
+        return (*_framework("torch", "torchvision").read_state_dict(path), fmt)
+    arrays = _framework("mxnet", "gluoncv").read_params(path)
+    if arrays and all("." in key for key in arrays):
+        return _gluon_blocks(path, arrays), {}, "gluoncv-blocks"
+    return _strip_gluon_prefix(path, arrays), {}, fmt
 
 
 def _framework(key: str, fmt: str):
@@ -199,7 +265,7 @@ def _check_arrays(path, fmt: str, arrays: Mapping[str, np.ndarray], spec: shared
     if names and len(present) < len(names) / 2:  # most names missing: another architecture
         strangers = [k for k in arrays if k not in theirs and k not in ignored]
         first = next(iter(names.values()))
-        raise W.WeightsError(f"{path}: not a {fmt} GoogLeNet checkpoint for variant {spec.variant!r}: "
+        raise W.WeightsError(f"{path}: not a {fmt.split('-')[0]} GoogLeNet checkpoint for variant {spec.variant!r}: "
                              f"{len(names) - len(present)} of its {len(names)} keys are missing (no {first!r})"
                              + (f"; the file has e.g. {_short(strangers[0])}" if strangers else ""))
     for key, name in names.items():
@@ -209,7 +275,7 @@ def _check_arrays(path, fmt: str, arrays: Mapping[str, np.ndarray], spec: shared
     extra = [k for k in arrays if k not in theirs and k not in ignored]
     if extra:
         raise W.WeightsError(f"{path}: unexpected key {_short(extra[0])}"
-                             f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}: not in a {fmt} "
+                             f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}: not in a {fmt.split('-')[0]} "
                              f"GoogLeNet for variant {spec.variant!r}")
     out = {}
     for key, name in names.items():
@@ -228,7 +294,7 @@ def read_weights(fmt: str, path: Path, spec: shared_spec.Spec, spec_with_aux: sh
                  note: Callable[[str], None]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Suite weights for ``spec`` from ``path``. A file that also holds the aux heads (torchvision's pretrained
     file always does) converts to a variant with aux off by dropping them, with a ``note``."""
-    arrays, meta = read_arrays(fmt, path)
+    arrays, meta, fmt = read_arrays(fmt, path)
     candidates = [spec]
     if spec_with_aux is not None and not spec.aux_logits:
         candidates.append(spec_with_aux)

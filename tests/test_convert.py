@@ -188,35 +188,40 @@ def _gluoncv_replica(classes: int, aux: bool):
         return out
 
     class GoogLeNet(HybridBlock):
+        """GluonCV's attributes in GluonCV's order, so that both naming forms come out as GluonCV's."""
+
         def __init__(self):
             super().__init__(prefix="googlenet3_")  # not instance 0: the reader must match any N
             with self.name_scope():
-                self.stem = nn.HybridSequential(prefix="")
-                self.stem.add(basic(3, 64, kernel_size=7, strides=2, padding=3),
-                              nn.MaxPool2D(pool_size=3, strides=2, ceil_mode=True), basic(64, 64, kernel_size=1),
-                              basic(64, 192, kernel_size=3, padding=1), nn.MaxPool2D(pool_size=3, strides=2, ceil_mode=True))
+                self.conv1 = basic(3, 64, kernel_size=7, strides=2, padding=3)
+                self.maxpool1 = nn.MaxPool2D(pool_size=3, strides=2, ceil_mode=True)
+                self.conv2 = basic(64, 64, kernel_size=1)
+                self.conv3 = basic(64, 192, kernel_size=3, padding=1)
+                self.maxpool2 = nn.MaxPool2D(pool_size=3, strides=2, ceil_mode=True)
                 rows = shared_spec.read_document(shared_spec.BUILTIN_SPEC)[0]["tables"]["table1"]["rows"]
                 ins = {"3a": 192, "3b": 256, "4a": 480, "4b": 512, "4c": 512, "4d": 512, "4e": 528, "5a": 832, "5b": 832}
-                self.blocks = {n: mixed(n, ins[n], *rows[f"inception{n}"]) for n in ins}
-                for n, block in self.blocks.items():
-                    self.register_child(block, f"inception{n}")
-                self.pool3 = nn.MaxPool2D(pool_size=3, strides=2, ceil_mode=True)
-                self.pool4 = nn.MaxPool2D(pool_size=2, strides=2)
-                self.heads = [aux_head(512), aux_head(528)] if aux else []
-                for i, head in enumerate(self.heads):
-                    self.register_child(head, f"aux{i + 1}")
+                for n in ins:
+                    setattr(self, f"inception{n}", mixed(n, ins[n], *rows[f"inception{n}"]))
+                    if n == "3b":
+                        self.maxpool3 = nn.MaxPool2D(pool_size=3, strides=2, ceil_mode=True)
+                    if n == "4e":
+                        self.maxpool4 = nn.MaxPool2D(pool_size=2, strides=2)
+                self.aux = aux
+                if aux:
+                    self.aux1, self.aux2 = aux_head(512), aux_head(528)
                 self.head = nn.HybridSequential(prefix="")
-                self.head.add(nn.AvgPool2D(pool_size=7), nn.Dropout(0.4), nn.Dense(classes, in_units=1024))
+                self.avgpool, self.dropout = nn.AvgPool2D(pool_size=7), nn.Dropout(0.4)
+                self.output = nn.Dense(classes, in_units=1024)
+                self.head.add(self.avgpool, self.dropout, self.output)
 
         def hybrid_forward(self, F, x):
-            x = self.stem(x)
-            x = self.blocks["3b"](self.blocks["3a"](x))
-            x = self.blocks["4a"](self.pool3(x))
-            aux1 = self.heads[0](x) if self.heads else None
-            x = self.blocks["4d"](self.blocks["4c"](self.blocks["4b"](x)))
-            aux2 = self.heads[1](x) if self.heads else None
-            x = self.head(self.blocks["5b"](self.blocks["5a"](self.pool4(self.blocks["4e"](x)))))
-            return (x, aux2, aux1) if self.heads else x  # GluonCV's order
+            x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
+            x = self.inception4a(self.maxpool3(self.inception3b(self.inception3a(x))))
+            aux1 = self.aux1(x) if self.aux else None
+            x = self.inception4d(self.inception4c(self.inception4b(x)))
+            aux2 = self.aux2(x) if self.aux else None
+            x = self.head(self.inception5b(self.inception5a(self.maxpool4(self.inception4e(x)))))
+            return (x, aux2, aux1) if self.aux else x  # GluonCV's order
 
     return GoogLeNet()
 
@@ -230,8 +235,9 @@ def test_gluoncv_names_are_gluons_own(aux):
     assert set(convert.gluoncv_names(_spec(aux_logits=aux)).values()) == names
 
 
-def _replica_file(mx, tmp_path, aux):
-    """The replica with O(1) activations, saved with full names (googlenet3_Mixed_3a_conv0_weight ...)."""
+def _replica_file(mx, tmp_path, aux, blocks=False):
+    """The replica with O(1) activations, saved with full names (googlenet3_Mixed_3a_conv0_weight ...) or, with
+    ``blocks``, by ``save_parameters`` (structural names: conv1.0.weight ..., the classifier twice)."""
     replica = _gluoncv_replica(CLASSES, aux=aux)
     replica.initialize(mx.init.Xavier(magnitude=2.0))
     rng = np.random.default_rng(1)
@@ -241,7 +247,10 @@ def _replica_file(mx, tmp_path, aux):
         elif name.endswith("weight"):  # He-like scale: activations keep their size through the network
             param.set_data(mx.nd.array(rng.normal(0, (2.0 / np.prod(param.shape[1:])) ** 0.5, param.shape)))
     params = tmp_path / "googlenet.params"
-    replica.collect_params().save(str(params))
+    if blocks:
+        replica.save_parameters(str(params))
+    else:
+        replica.collect_params().save(str(params))
     return replica, params
 
 
@@ -265,12 +274,14 @@ def test_gluoncv_file_with_instance_prefix_converts_and_runs_like_gluoncv(tmp_pa
 
 
 @pytest.mark.mxnet
-def test_the_googlenet_gluoncv_variant_is_gluoncvs_network_aux_heads_included(tmp_path, capsys):
-    """googlenet-gluoncv (5/3 aux pools, fixed 7x7 pool, floor maxpool4) reproduces the replica's (out, aux2, aux1)."""
+@pytest.mark.parametrize("blocks", [False, True], ids=["parameter-names", "save_parameters"])
+def test_the_googlenet_gluoncv_variant_is_gluoncvs_network_aux_heads_included(tmp_path, capsys, blocks):
+    """googlenet-gluoncv (5/3 aux pools, fixed 7x7 pool, floor maxpool4) reproduces the replica's (out, aux2, aux1),
+    from either naming form of a .params file."""
     mx = pytest.importorskip("mxnet")
     import impl_mxnet
 
-    replica, params = _replica_file(mx, tmp_path, aux=True)
+    replica, params = _replica_file(mx, tmp_path, aux=True, blocks=blocks)
     out = tmp_path / "suite.safetensors"
     run(capsys, ["convert", params, "--from", "gluoncv", "--to", "suite", "--output", out, "googlenet-gluoncv",
                  "--aux", "--num-classes", CLASSES])
