@@ -24,8 +24,9 @@ def read_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         loaded = mx.nd.load(str(path))
     except Exception as exc:  # MXNetError for anything that is not an NDArray file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise WeightsError(f"{path}: not an MXNet parameter file (mx.nd.load): {first[:150]}") from None
+        # its message carries the C++ frame ("Traceback ... ndarray.cc, line 1858"): keep its last line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        raise WeightsError(f"{path}: not an MXNet parameter file (mx.nd.load): {lines[-1][:150]}") from None
     if not isinstance(loaded, dict):
         raise WeightsError(f"{path}: the MXNet file holds a list of {len(loaded)} arrays without names; "
                            f"expected a name -> array dict (net.save_parameters)")

@@ -27,6 +27,16 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _reason(exc: Exception) -> str:
+    """The informative part of torch.load's message: the WeightsUnpickler's own words when there are any
+    (``Unsupported global: GLOBAL mymodule.Trainer ...``), not the paragraph about the weights_only default."""
+    text = " ".join(str(exc).replace("\x1b[1m", "").replace("\x1b[0m", "").split())
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].split(" Check the documentation", 1)[0].split(" Please use", 1)[0]
+    return f"{type(exc).__name__}: {text.strip()[:150] or type(exc).__name__}"
+
+
 def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """``(arrays, metadata)`` of a ``torch.save``'d plain state_dict: a mapping of names to tensors."""
     path = Path(path)
@@ -35,9 +45,8 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError (a global weights_only refuses), RuntimeError (not a torch file) ...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise WeightsError(f"{path}: not a plain state_dict that torch.load(weights_only=True) accepts: "
-                           f"{type(exc).__name__}: {first[:150]}") from None
+                           f"{_reason(exc)}") from None
     if not isinstance(state, Mapping):
         raise WeightsError(f"{path}: not a plain state_dict: the file holds a {type(state).__name__}, "
                            f"expected a mapping of names to tensors")

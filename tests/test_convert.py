@@ -349,7 +349,7 @@ BAD = {
     "shape mismatch": (lambda tv: _state(tv, fc__weight=(1000, 1024)),
                        ["key 'fc.weight' has shape (1000, 1024), expected (10, 1024)"]),
     "training checkpoint": (lambda tv: {"model": _state(tv), "epoch": 3}, ["not a plain state_dict", "'model'"]),
-    "pickled object": (lambda tv: _NotAStateDict(), ["weights_only"]),
+    "pickled object": (lambda tv: _NotAStateDict(), ["weights_only", "Unsupported global", "_NotAStateDict"]),
 }
 
 
@@ -369,6 +369,16 @@ def test_not_a_torch_file(tmp_path, capsys):
     path.write_text("not a checkpoint\n")
     bad(capsys, tmp_path, ["convert", path, "--from", "torchvision", "--to", "suite",
                            "--output", tmp_path / "out" / "w.safetensors"], str(path), "not a plain state_dict")
+
+
+@pytest.mark.mxnet
+def test_not_an_mxnet_file(tmp_path, capsys):
+    pytest.importorskip("mxnet")
+    path = tmp_path / "notes.params"
+    path.write_text("not a parameter file\n")
+    bad(capsys, tmp_path, ["convert", path, "--from", "gluoncv", "--to", "suite",
+                           "--output", tmp_path / "out" / "w.safetensors"], str(path), "not an MXNet parameter file",
+        "Invalid NDArray file format")
 
 
 @pytest.mark.mxnet
