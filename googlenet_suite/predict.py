@@ -44,7 +44,7 @@ def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     except ModuleNotFoundError:
         raise UsageError("predict needs Pillow: pip install -c constraints.txt '.[predict]'") from None
     if not path.is_file():
-        raise UsageError(f"{path}: no such image file")
+        raise UsageError(f"{path}: {'is a directory, not an image file' if path.is_dir() else 'no such image file'}")
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_PIXELS:
