@@ -32,6 +32,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+class _IntermixedParser(_Parser):
+    """Positionals before and after options (``convert SRC --from F ... VARIANT``): argparse's intermixed parse."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inside:  # parse_known_intermixed_args calls back in here
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -68,6 +83,8 @@ def _spec_parent(*, overrides: bool = True) -> argparse.ArgumentParser:
         parent.add_argument("--in-channels", type=int, metavar="C")
         parent.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
         parent.add_argument("--aux", action="store_true", default=None, help="turn the aux heads on")
+        parent.add_argument("--transform-input", action="store_true", default=None,
+                            help="torchvision's transform_input: re-normalise ImageNet-normalised input first")
     return parent
 
 
@@ -91,6 +108,7 @@ def _overrides(args) -> dict:
         "in_channels": args.in_channels,
         "input_size": tuple(args.input_size) if args.input_size else None,
         "aux_logits": args.aux,
+        "transform_input": args.transform_input,
     }
 
 
@@ -295,6 +313,19 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_predict(args) -> int:
+    from . import predict
+
+    return predict.main(args, load_spec=lambda name, **overrides: shared_spec.load(name, spec_file=args.spec, **overrides),
+                        given=_overrides(args), write_output=_write_output)
+
+
+def cmd_convert(args) -> int:
+    from . import convert
+
+    return convert.main(args, load_spec=lambda **extra: _load(args.variant, args, **extra))
+
+
 class _Disagree(Exception):
     """The exported file does not reproduce the framework (exit 1, no file)."""
 
@@ -443,6 +474,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=cmd_check)
+    sub._parser_class = _IntermixedParser  # SRC and VARIANT on either side of the options
+    p = sub.add_parser("convert", help="weights between the suite's format, torchvision's state_dict and GluonCV's "
+                                       ".params", parents=[spec])
+    sub._parser_class = _Parser
+    p.add_argument("src", metavar="SRC", help="the weight file to convert")
+    p.add_argument("variant", nargs="?", help="variant name (default: the spec's default variant)")
+    p.add_argument("--from", dest="from_format", required=True, choices=("torchvision", "gluoncv", "suite"))
+    p.add_argument("--to", dest="to_format", required=True, choices=("suite", "torchvision", "gluoncv"))
+    p.add_argument("--output", required=True, metavar="FILE")
+    p.set_defaults(func=cmd_convert)
+
+    sub._parser_class = _IntermixedParser
+    p = sub.add_parser("predict", help="top-k ImageNet classes of images, in one framework or all side by side",
+                       parents=[spec, _device_parent(), _report_parent()])
+    sub._parser_class = _Parser
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, then optionally VARIANT (default: the "
+                                                              "weight file's)")
+    p.add_argument("--weights", required=True, metavar="FILE", help="safetensors weights (googlenet-suite layout)")
+    p.add_argument("--framework", default="torch", choices=[*fw_registry.FRAMEWORKS, "all"])
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="speed of the frameworks side by side, plain and fast",
                        parents=[many, spec, _device_parent(), report])

@@ -160,6 +160,20 @@ class LocalResponseNorm(HybridBlock):
         return F.LRN(x, **self._kwargs)
 
 
+class TransformInput(HybridBlock):
+    """torchvision's ``transform_input``: channel ``c`` becomes ``x[:, c] * scale[c] + shift[c]``, channel by
+    channel with scalar operators (no Gluon parameter, so no weight key)."""
+
+    def __init__(self, layer: shared_spec.TransformInput, shapes: Mapping[str, Shape]):
+        super().__init__(prefix=f"{layer.name}.")
+        self._scale, self._shift = layer.scale, layer.shift
+
+    def hybrid_forward(self, F, x):
+        channels = [F.slice_axis(x, axis=1, begin=c, end=c + 1) * scale + shift
+                    for c, (scale, shift) in enumerate(zip(self._scale, self._shift))]
+        return F.concat(*channels, dim=1)
+
+
 class AdaptiveAvgPool(HybridBlock):
     def __init__(self, layer: shared_spec.AdaptiveAvgPool, shapes: Mapping[str, Shape]):
         super().__init__(prefix=f"{layer.name}.")
@@ -209,6 +223,7 @@ OPS: dict[str, OpFactory] = {
     "dense": _dense,
     "concat": ConcatUnit,
     "aux": AuxHead,
+    "transform_input": TransformInput,
 }
 
 

@@ -166,6 +166,14 @@ def lrn(g: GraphBuilder, layer: S.LRN, x: str, shape) -> str:
     return g.node("LRN", [x], layer.name, size=layer.size, alpha=layer.alpha, beta=layer.beta, bias=layer.k)
 
 
+def transform_input(g: GraphBuilder, layer: S.TransformInput, x: str, shape) -> str:
+    """torchvision's transform_input: x * scale + shift per channel (constants of shape 1 x C x 1 x 1)."""
+    name = layer.name
+    scale = g.const(f"{name}.scale", np.reshape(layer.scale, (1, -1, 1, 1)), dtype=np.float32)
+    shift = g.const(f"{name}.shift", np.reshape(layer.shift, (1, -1, 1, 1)), dtype=np.float32)
+    return g.node("Add", [g.node("Mul", [x, scale], f"{name}.mul"), shift], name)
+
+
 def dropout(g: GraphBuilder, layer: S.Dropout, x: str, shape) -> str:
     return g.node("Identity", [x], layer.name)  # inference only: dropout is the identity
 
@@ -206,6 +214,7 @@ OPS: dict[str, Callable[[GraphBuilder, S.Layer, str, tuple], str]] = {
     "dense": dense,
     "concat": concat,
     "aux": aux,
+    "transform_input": transform_input,
 }
 
 

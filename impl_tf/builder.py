@@ -27,11 +27,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from shared_spec import (LRN, AdaptiveAvgPool, Aux, Concat, Conv, Dense, Dropout, Flatten, GlobalAvgPool,  # noqa: E402
-                         Layer, Pool, Spec, ceil_extra_padding)
+                         Layer, Pool, Spec, TransformInput, ceil_extra_padding)
 from shared_spec import contract as C  # noqa: E402
 
-from .layers import (AdaptiveAveragePooling2D, BatchNorm, ConstantPadding2D, ExcludePadAveragePooling2D,  # noqa: E402
-                     LocalResponseNorm)
+from .layers import (AdaptiveAveragePooling2D, BatchNorm, ChannelAffine, ConstantPadding2D,  # noqa: E402
+                     ExcludePadAveragePooling2D, LocalResponseNorm)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 BACKEND = keras.backend.backend()
@@ -200,6 +200,10 @@ def _lrn(layer: LRN, x, ctx: _Context):
     return LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k, name=keras_name(layer.name))(x)
 
 
+def _transform_input(layer: TransformInput, x, ctx: _Context):
+    return ChannelAffine(layer.scale, layer.shift, name=keras_name(layer.name))(x)  # N x H x W x C
+
+
 def _dropout(layer: Dropout, x, ctx: _Context):
     return keras.layers.Dropout(layer.rate, seed=ctx.seed_for(layer.name), name=keras_name(layer.name))(x)
 
@@ -238,6 +242,7 @@ OPS: dict[str, Callable] = {
     "dense": _dense,
     "concat": _concat,
     "aux": _aux,
+    "transform_input": _transform_input,
 }
 
 

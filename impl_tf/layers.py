@@ -47,6 +47,28 @@ class ConstantPadding2D(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="googlenet_suite")
+class ChannelAffine(keras.layers.Layer):
+    """``x * scale + shift`` per channel (channels-last), constants without weights: torchvision's
+    ``transform_input``."""
+
+    def __init__(self, scale, shift, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = [float(v) for v in scale]
+        self.shift = [float(v) for v in shift]
+
+    def call(self, inputs):
+        scale = ops.convert_to_tensor(self.scale, dtype=inputs.dtype)
+        shift = ops.convert_to_tensor(self.shift, dtype=inputs.dtype)
+        return inputs * scale + shift
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "shift": self.shift}
+
+
+@keras.saving.register_keras_serializable(package="googlenet_suite")
 class ExcludePadAveragePooling2D(keras.layers.Layer):
     """Average pool over zero-padded input that divides by the number of real (unpadded) inputs.
 

@@ -111,6 +111,26 @@ class PaddedPool(nn.Module):
         return out
 
 
+class TransformInput(nn.Module):
+    """torchvision's ``GoogLeNet._transform_input``: each channel ``x[:, c] * scale[c] + shift[c]``.
+
+    The constants stay Python floats (no buffer, so no extra state_dict key), multiplied channel by channel
+    as torchvision does, which gives its float32 numbers bit for bit.
+    """
+
+    def __init__(self, layer: S.TransformInput):
+        super().__init__()
+        self.scale, self.shift = layer.scale, layer.shift
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, shift={self.shift}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # N x C x H x W -> N x C x H x W
+        return torch.cat([x[:, c:c + 1] * scale + shift for c, (scale, shift) in enumerate(zip(self.scale, self.shift))],
+                         dim=1)
+
+
 class Dense(nn.Linear):
     """``nn.Linear`` with the spec's optional activation; weights stay at ``NAME.weight``/``NAME.bias``."""
 
@@ -196,6 +216,7 @@ OPS: dict[str, Callable[[S.Layer], nn.Module]] = {
     "dense": Dense,
     "concat": Concat,
     "aux": Aux,
+    "transform_input": TransformInput,
 }
 
 

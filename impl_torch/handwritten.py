@@ -15,8 +15,9 @@ from .builder import resolve_device
 
 SEED = 0
 # --------------------------------------------------------------------------- the hand-written model
-# torchvision's models/googlenet.py without aux heads and without transform_input, for any
-# number of classes and input channels.
+# torchvision's models/googlenet.py, for any number of classes and input channels; its module names, so
+# its state_dict has torchvision's keys. Aux heads and transform_input are off by default (as the bench
+# times it); on, they are torchvision's InceptionAux and _transform_input.
 
 
 class BasicConv2d(nn.Module):
@@ -58,9 +59,32 @@ class Inception(nn.Module):
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
 
 
-class GoogLeNet(nn.Module):
-    def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2, seed: int = SEED):
+class InceptionAux(nn.Module):
+    """Adaptive average pool to 4x4, 1x1 conv 128, fc 1024 + ReLU, dropout 0.7, fc."""
+
+    def __init__(self, in_channels: int, num_classes: int):
         super().__init__()
+        self.conv = BasicConv2d(in_channels, 128, kernel_size=1)
+        self.fc1 = nn.Linear(2048, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # aux1: N x 512 x 14 x 14, aux2: N x 528 x 14 x 14
+        x = F.adaptive_avg_pool2d(x, (4, 4))
+        # N x 512 x 4 x 4 -> N x 128 x 4 x 4
+        x = torch.flatten(self.conv(x), 1)
+        # N x 2048
+        x = F.relu(self.fc1(x), inplace=True)
+        x = F.dropout(x, 0.7, training=self.training)
+        return self.fc2(x)  # N x num_classes
+
+
+class GoogLeNet(nn.Module):
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2, seed: int = SEED,
+                 aux_logits: bool = False, transform_input: bool = False):
+        super().__init__()
+        self.aux_logits = aux_logits
+        self.transform_input = transform_input
         self.conv1 = BasicConv2d(in_channels, 64, kernel_size=7, stride=2, padding=3)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.conv2 = BasicConv2d(64, 64, kernel_size=1)
@@ -81,6 +105,10 @@ class GoogLeNet(nn.Module):
         self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128)
         self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
 
+        if aux_logits:
+            self.aux1 = InceptionAux(512, num_classes)
+            self.aux2 = InceptionAux(528, num_classes)
+
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(1024, num_classes)
@@ -93,7 +121,20 @@ class GoogLeNet(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet-normalised input -> the (0.5, 0.5) normalisation of torchvision's pretrained weights."""
+        if not self.transform_input:
+            return x
+        x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+        x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+        x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+        return torch.cat((x_ch0, x_ch1, x_ch2), 1)
+
+    def forward(self, x: torch.Tensor, *, with_aux: bool | None = None):
+        """Logits; with aux heads, ``(logits, aux2, aux1)`` as torchvision's ``GoogLeNetOutputs`` (in training
+        mode by default, or whenever ``with_aux=True``)."""
+        with_aux = self.aux_logits and (self.training if with_aux is None else with_aux)
+        x = self._transform_input(x)
         # N x 3 x 224 x 224
         x = self.conv1(x)
         # N x 64 x 112 x 112
@@ -113,12 +154,14 @@ class GoogLeNet(nn.Module):
         # N x 480 x 14 x 14
         x = self.inception4a(x)
         # N x 512 x 14 x 14
+        aux1 = self.aux1(x) if with_aux else None
         x = self.inception4b(x)
         # N x 512 x 14 x 14
         x = self.inception4c(x)
         # N x 512 x 14 x 14
         x = self.inception4d(x)
         # N x 528 x 14 x 14
+        aux2 = self.aux2(x) if with_aux else None
         x = self.inception4e(x)
         # N x 832 x 14 x 14
         x = self.maxpool4(x)
@@ -132,7 +175,8 @@ class GoogLeNet(nn.Module):
         x = torch.flatten(x, 1)
         # N x 1024
         x = self.dropout(x)
-        return self.fc(x)  # N x num_classes
+        x = self.fc(x)  # N x num_classes
+        return (x, aux2, aux1) if with_aux else x
 
 
 def handwritten(spec: shared_spec.Spec, *, device: str = "auto") -> GoogLeNet:

@@ -23,7 +23,8 @@ import jsonschema
 
 from . import oracle
 from .spec import (BUILTIN_SPEC, OVERRIDES, SCHEMA_FILE, Aux, BatchNorm, Branch, Concat, Conv, Dense, Dropout,
-                   Flatten, GlobalAvgPool, AdaptiveAvgPool, Init, LRN, Pool, Spec, SpecError, _padding, _pair)
+                   Flatten, GlobalAvgPool, AdaptiveAvgPool, Init, LRN, Pool, Spec, SpecError, TransformInput, _padding,
+                   _pair)
 
 MAX_SPEC_BYTES = 4 * 1024 * 1024  # a spec file larger than this is refused before it is read
 MAX_DEPTH = 64  # JSON nesting (objects and arrays), checked before parsing; also block/container nesting
@@ -310,9 +311,10 @@ class _Resolver:
                 raise SpecError(f"{self.variant}: override input_size={short(size)}: expected at most "
                                 f"{MAX_INPUT_SIZE} per side")
             self.overrides["input_size"] = tuple(size)
-        aux = self.overrides.get("aux_logits")
-        if aux is not None and not isinstance(aux, bool):
-            raise SpecError(f"{self.variant}: override aux_logits={short(aux)}: expected true or false")
+        for key in ("aux_logits", "transform_input"):
+            flag = self.overrides.get(key)
+            if flag is not None and not isinstance(flag, bool):
+                raise SpecError(f"{self.variant}: override {key}={short(flag)}: expected true or false")
         dropout = self.overrides.get("dropout")
         if dropout is not None:
             rates = dropout.values() if isinstance(dropout, Mapping) else [dropout]
@@ -332,6 +334,12 @@ class _Resolver:
         self.context = {"num_classes": num_classes}
         defaults = v.get("layer_defaults", {})
         self.defaults = defaults
+        declared = v.get("transform_input")
+        transform = o.get("transform_input", declared["enabled"] if declared else False)
+        if transform and declared is None:
+            if "transform_input" in o:
+                raise SpecError(f"{self.variant}: override transform_input=True: this variant declares no "
+                                f"transform_input")
         layers, channels = self._layers(v["layers"], f"{self.vpath}.layers", "", in_channels)
         has_aux = any(isinstance(layer, Aux) for layer in layers)
         aux_logits = o.get("aux_logits", v["aux_logits"])
@@ -342,6 +350,8 @@ class _Resolver:
                                                         "(no 'aux' layer); set it to false")
         if not aux_logits:
             layers = tuple(layer for layer in layers if not isinstance(layer, Aux))
+        if transform:
+            layers = (self._transform_input(declared, in_channels), *layers)
         layers = self._apply_dropout(layers, o.get("dropout"))
         init = v["init"]
         weight = init["weight"]
@@ -365,6 +375,8 @@ class _Resolver:
             layers=layers,
             source=self.label,
             overrides=o,
+            transform_input=bool(transform),
+            has_transform_input=declared is not None,
         )
         top = {layer.name for layer in spec.layers}
         for stage, last in stages:
@@ -391,6 +403,18 @@ class _Resolver:
                            f"(the minimum is {low}x{low}): {message}")
             raise self.fail(where, message) from None
         return replace(spec, layers=layers)
+
+    def _transform_input(self, declared: Mapping[str, Any], channels: int) -> TransformInput:
+        """The variant's ``transform_input``, on: a first layer named ``transform_input``."""
+        loc = f"{self.vpath}.transform_input"
+        if "transform_input" in self.names:
+            raise self.fail(loc, "a layer is already named 'transform_input'")
+        values = {key: tuple(float(v) for v in declared[key]) for key in ("mean", "std", "target_mean", "target_std")}
+        for key, given in values.items():
+            if len(given) != channels:
+                raise self.fail(f"{loc}.{key}", f"{len(given)} values for {channels} input channels")
+        return TransformInput("transform_input", "transform_input", values["mean"], values["std"],
+                              values["target_mean"], values["target_std"], loc)
 
     def _apply_dropout(self, layers, dropout):
         if dropout is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .spec import (AdaptiveAvgPool, Aux, Concat, Conv, Dense, Dropout, Flatten, GlobalAvgPool, Layer, LRN, Pool,
-                   Spec, SpecError, ceil_div)
+                   Spec, SpecError, TransformInput, ceil_div)
 
 Shape = tuple[int, ...]
 
@@ -130,6 +130,11 @@ def _output_shape(layer: Layer, shape: Shape) -> Shape:
         c, _, _ = _map(layer, shape)
         return (c, *layer.output_size)
     if isinstance(layer, (LRN, Dropout)):
+        return shape
+    if isinstance(layer, TransformInput):
+        c, _, _ = _map(layer, shape)
+        if c != len(layer.scale):
+            raise ShapeError(f"{layer.name}: re-normalises {len(layer.scale)} channels, gets {c}")
         return shape
     if isinstance(layer, Flatten):
         size = 1

@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 BUILTIN_SPEC = HERE / "googlenet.json"
 SCHEMA_FILE = HERE / "schema.json"
 
-OVERRIDES = ("num_classes", "in_channels", "input_size", "aux_logits", "dropout")
+OVERRIDES = ("num_classes", "in_channels", "input_size", "aux_logits", "dropout", "transform_input")
 
 
 MAX_MESSAGE = 300  # characters in an error message; longer ones are cut with "…"
@@ -107,6 +107,29 @@ class Dropout:
 
 
 @dataclass(frozen=True, slots=True)
+class TransformInput:
+    """torchvision's ``transform_input``: input normalised by ``mean``/``std`` (per channel) is re-normalised
+    to ``target_mean``/``target_std``, ``x * scale + shift`` per channel, with ``scale = std / target_std``
+    and ``shift = (mean - target_mean) / target_std``: exactly ``GoogLeNet._transform_input``. No weights."""
+
+    op: str  # "transform_input"
+    name: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    target_mean: tuple[float, ...]
+    target_std: tuple[float, ...]
+    path: str = field(compare=False, default="")
+
+    @property
+    def scale(self) -> tuple[float, ...]:
+        return tuple(s / t for s, t in zip(self.std, self.target_std))
+
+    @property
+    def shift(self) -> tuple[float, ...]:
+        return tuple((m - tm) / t for m, tm, t in zip(self.mean, self.target_mean, self.target_std))
+
+
+@dataclass(frozen=True, slots=True)
 class Flatten:
     op: str  # "flatten"
     name: str
@@ -151,7 +174,7 @@ class Aux:
     path: str = field(compare=False, default="")
 
 
-Layer = Union[Conv, Pool, GlobalAvgPool, AdaptiveAvgPool, LRN, Dropout, Flatten, Dense, Concat, Aux]
+Layer = Union[Conv, Pool, GlobalAvgPool, AdaptiveAvgPool, LRN, Dropout, Flatten, Dense, Concat, Aux, TransformInput]
 CONTAINERS = (Concat, Aux)
 
 
@@ -182,6 +205,8 @@ class Spec:
     layers: tuple[Layer, ...]
     source: str
     overrides: Mapping[str, Any]
+    transform_input: bool = False  # the variant's transform_input layer is on (torchvision's flag)
+    has_transform_input: bool = False  # the variant defines one (whether or not it is on)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

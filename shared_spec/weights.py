@@ -180,14 +180,17 @@ def metadata(spec: Spec) -> dict[str, str]:
     }
 
 
-def save_weights(path: str | os.PathLike, weights: Mapping[str, np.ndarray], spec: Spec) -> None:
-    """Check and write ``weights`` atomically: a failed write leaves no partial file."""
+def save_weights(path: str | os.PathLike, weights: Mapping[str, np.ndarray], spec: Spec, *,
+                 extra: Mapping[str, str] | None = None) -> None:
+    """Check and write ``weights`` atomically: a failed write leaves no partial file. ``extra``: more metadata
+    fields (strings), e.g. where converted weights came from."""
     from safetensors.numpy import save_file
 
     check_weights(spec, weights)
     path = Path(path)
     arrays = {key: np.ascontiguousarray(np.asarray(value, dtype=np.float32)) for key, value in weights.items()}
-    atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata=metadata(spec)))
+    meta = {**{str(k): str(v) for k, v in (extra or {}).items()}, **metadata(spec)}
+    atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata=meta))
 
 
 def load_weights(path: str | os.PathLike, spec: Spec | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -33,6 +33,7 @@ BATCH = 2
 TEST_OVERRIDES = {
     "googlenet": {"aux_logits": True, "input_size": (103, 117)},
     "googlenet-paper": {"aux_logits": True},
+    "googlenet-gluoncv": {"aux_logits": True},  # its fixed 7x7 pool needs 223x223 or more
     "d2l": {"input_size": (67, 75)},
     "gluon-tutorial": {},
     "bn-notebook": {},
@@ -42,6 +43,7 @@ TEST_OVERRIDES = {
 OTHER_OVERRIDES = {
     "googlenet": {"input_size": (40, 56)},
     "googlenet-paper": {"input_size": (223, 223)},
+    "googlenet-gluoncv": {"input_size": (223, 223)},
     "d2l": {"input_size": (33, 40)},
     "gluon-tutorial": {"input_size": (93, 100)},
     "bn-notebook": {"input_size": (94, 95)},
@@ -146,7 +148,7 @@ def test_train_and_eval_outputs(built):
 
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if shared_spec.load(v).has_aux])
 def test_aux_heads_off_by_default(variant):
-    spec = shared_spec.load(variant, input_size=224 if variant == "googlenet-paper" else 64)
+    spec = shared_spec.load(variant, input_size=224 if variant in ("googlenet-paper", "googlenet-gluoncv") else 64)
     assert not spec.aux_heads
     model = impl_tf.build(spec, seed=0)
     x = np.zeros((1, *spec.input_shape), np.float32)
