@@ -34,12 +34,15 @@ def test_keras_builder_runs_on_the_torch_backend():
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert re.search(r"^keras 3\.\S+ \(torch \S+\)$", probe.stdout.strip()), probe.stdout
 
+    # every layer of every variant, and the training steps; the logits from each framework's own weights
+    # (test_logits_agree_from_each_framework) add nothing about the backend and are left to the parent run
     suites = _run("torch", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cross",
+                  "-k", "not test_logits_agree_from_each_framework",
                   "tests/test_cross_equivalence.py", "tests/test_cross_training.py")
     tail = suites.stdout[-3000:]
     assert suites.returncode == 0, tail
-    passed = re.search(r"(\d+) passed", tail)
-    assert passed and int(passed.group(1)) >= 30, tail  # 33 with all three frameworks
+    counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|xfailed|failed)", tail.splitlines()[-1])}
+    assert counts.get("passed", 0) + counts.get("xfailed", 0) >= 16 and "failed" not in counts, tail
     assert "skipped" not in tail.splitlines()[-1], tail  # every test ran: the Keras builder was there
 
 

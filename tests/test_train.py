@@ -103,11 +103,9 @@ def test_resume_continues_at_the_right_epoch_with_the_same_state(runs, tmp_path,
 
 
 @pytest.mark.parametrize("key", _params("all"))
-def test_resume_restores_adam_state(tmp_path, key):
+def test_resume_restores_adam_state(runs, tmp_path, key):
     """Adam's moments and step count travel in the framework's own optimizer file beside the weights."""
-    _need(key)
-    full, resumed = tmp_path / "full", tmp_path / "resumed"
-    _train(full, framework=key, optimizer="adam", lr=1e-3)
+    full, resumed = runs(key, optimizer="adam", lr=1e-3), tmp_path / "resumed"
     suffix = {"torch": ".pt", "tf": ".safetensors", "mxnet": ".states"}[key]
     assert (full / f"epoch_1.optimizer{suffix}").is_file() and (full / f"last.optimizer{suffix}").is_file()
     assert json.loads((full / "last.json").read_text())["optimizer_state"] == f"last.optimizer{suffix}"
@@ -118,10 +116,11 @@ def test_resume_restores_adam_state(tmp_path, key):
 
 
 @pytest.mark.parametrize("key", _params("all"))
-def test_resume_with_a_damaged_or_missing_optimizer_file(tmp_path, capsys, key):
-    _need(key)
-    run = tmp_path / "run"
-    _train(run, framework=key, optimizer="adam", lr=1e-3, epochs=1)
+def test_resume_with_a_damaged_or_missing_optimizer_file(runs, tmp_path, capsys, key):
+    run = tmp_path / "run"  # a copy of the shared Adam run's first epoch: this test damages it
+    run.mkdir()
+    for path in runs(key, optimizer="adam", lr=1e-3).glob("epoch_1.*"):
+        shutil.copy2(path, run / path.name)
     state = next(run.glob("epoch_1.optimizer.*"))
     state.write_bytes(b"not an optimizer state")
     err = _fails(capsys, _resume_args(tmp_path / "out", run / "epoch_1.safetensors", "--epochs", "2"),
