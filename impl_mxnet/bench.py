@@ -20,8 +20,9 @@ import numpy as np
 from mxnet import autograd, gluon
 
 import shared_spec
+from shared_spec import contract
 
-from shared_spec.contract import PEAK_MATMUL, best_gflops, check_bench_options, check_handwritten, compile_now
+from shared_spec.contract import best_gflops, check_bench_options, check_handwritten, compile_now
 
 from .builder import context as resolve_device
 from .handwritten import handwritten
@@ -95,14 +96,14 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     ctx = resolve_device(device)
     if dtype == "bfloat16":
         return None
-    rng = np.random.default_rng(SEED)
-    a, b = (mx.nd.array(rng.standard_normal((PEAK_MATMUL, PEAK_MATMUL)), ctx=ctx, dtype=dtype) for _ in range(2))
+    n, rng = contract.PEAK_MATMUL, np.random.default_rng(SEED)
+    a, b = (mx.nd.array(rng.standard_normal((n, n)), ctx=ctx, dtype=dtype) for _ in range(2))
     mx.nd.waitall()
 
     def matmul():
         mx.nd.dot(a, b).wait_to_read()
 
-    return best_gflops(matmul)
+    return best_gflops(matmul, n)
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

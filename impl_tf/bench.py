@@ -27,8 +27,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import shared_spec  # noqa: E402
+from shared_spec import contract  # noqa: E402
 
-from shared_spec.contract import (PEAK_MATMUL, best_gflops, check_bench_options, check_handwritten,  # noqa: E402
+from shared_spec.contract import (best_gflops, check_bench_options, check_handwritten,  # noqa: E402
                                   compile_now, cpu_has_bf16)
 
 from .handwritten import handwritten, resolve_device  # noqa: E402
@@ -105,16 +106,15 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     target = resolve_device(device)
     if dtype == "bfloat16" and "GPU" not in target and not cpu_has_bf16():
         return None
-    rng = np.random.default_rng(SEED)
+    n, rng = contract.PEAK_MATMUL, np.random.default_rng(SEED)
     with tf.device(target):
-        a, b = (tf.cast(tf.constant(rng.standard_normal((PEAK_MATMUL, PEAK_MATMUL), dtype=np.float32)), dtype)
-                for _ in range(2))
+        a, b = (tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype) for _ in range(2))
 
     def matmul():
         with tf.device(target):
             tf.linalg.matmul(a, b).numpy()
 
-    return best_gflops(matmul)
+    return best_gflops(matmul, n)
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import shared_spec
+from shared_spec import contract
 
-from shared_spec.contract import PEAK_MATMUL, best_gflops, check_bench_options, check_handwritten, compile_now, \
+from shared_spec.contract import best_gflops, check_bench_options, check_handwritten, compile_now, \
     cpu_has_bf16
 
 from .builder import resolve_device
@@ -94,9 +95,8 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     target = resolve_device(device)
     if dtype == "bfloat16" and target.type == "cpu" and not cpu_has_bf16():
         return None
-    generator = torch.Generator().manual_seed(SEED)
-    a, b = (torch.randn(PEAK_MATMUL, PEAK_MATMUL, generator=generator).to(target, getattr(torch, dtype))
-            for _ in range(2))
+    n, generator = contract.PEAK_MATMUL, torch.Generator().manual_seed(SEED)
+    a, b = (torch.randn(n, n, generator=generator).to(target, getattr(torch, dtype)) for _ in range(2))
 
     def matmul():
         with torch.no_grad():
@@ -104,7 +104,7 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
         if target.type == "cuda":
             torch.cuda.synchronize()
 
-    return best_gflops(matmul)
+    return best_gflops(matmul, n)
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

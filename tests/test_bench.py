@@ -30,6 +30,13 @@ BATCH = 2
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(autouse=True)
+def small_peak(monkeypatch):
+    """The peak matmul at 256 x 256, once: these tests check the mechanics, never the rate."""
+    monkeypatch.setattr(shared_spec.contract, "PEAK_MATMUL", 256)
+    monkeypatch.setattr(shared_spec.contract, "PEAK_REPEATS", 1)
+
+
 def runner_module(key: str):
     pytest.importorskip(fw_registry.FRAMEWORKS[key].requires, reason=f"{key} is not installed")
     return fw_registry.part(key, "bench")
@@ -203,7 +210,6 @@ def test_gpu_without_a_gpu_is_a_value_error(key):
 @pytest.mark.parametrize("key", ALL_KEYS)
 def test_peak_is_a_positive_matmul_rate_and_bf16_only_where_the_hardware_has_it(key, monkeypatch):
     mod = runner_module(key)
-    monkeypatch.setattr(shared_spec.contract, "PEAK_REPEATS", 1)
     peak = mod.peak_gflops("cpu", "float32")
     assert isinstance(peak, float) and 0.1 < peak < 1e5  # GFLOP/s of one CPU, whatever it is
     if not shared_spec.contract.cpu_has_bf16():
