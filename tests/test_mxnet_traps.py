@@ -19,6 +19,7 @@ mx = pytest.importorskip("mxnet")
 
 import impl_mxnet  # noqa: E402
 import shared_spec  # noqa: E402
+from shared_spec import numeric  # noqa: E402  (the numpy reference, also used by `check`)
 from shared_spec import AdaptiveAvgPool, Aux, Concat, Conv, Dense, Flatten, GlobalAvgPool, LRN, Pool  # noqa: E402
 from shared_spec.oracle import ShapeError, output_shape  # noqa: E402
 
@@ -115,62 +116,6 @@ def layer_inputs(layers, previous=None, out=None) -> dict[str, str | None]:
     return out
 
 
-def np_pool(x: np.ndarray, layer: Pool) -> np.ndarray:
-    """PyTorch's pooling: -inf padding for max; avg divides by the window clipped to the padded input."""
-    _, _, h, w = x.shape
-    (kh, kw), (sh, sw), (pt, pb, pl, pr) = layer.kernel, layer.stride, layer.padding
-    oh = shared_spec.pool_output_size(h, kh, sh, pt, pb, layer.rounding)
-    ow = shared_spec.pool_output_size(w, kw, sw, pl, pr, layer.rounding)
-    out = np.empty((*x.shape[:2], oh, ow))
-    for i in range(oh):
-        h0 = i * sh - pt
-        h1 = min(h0 + kh, h + pb)
-        for j in range(ow):
-            w0 = j * sw - pl
-            w1 = min(w0 + kw, w + pr)
-            window = x[:, :, max(h0, 0):min(h1, h), max(w0, 0):min(w1, w)].astype(np.float64)
-            if layer.op == "maxpool":
-                out[:, :, i, j] = window.max(axis=(2, 3))
-            else:
-                count = (h1 - h0) * (w1 - w0) if layer.count_include_pad else window.shape[2] * window.shape[3]
-                out[:, :, i, j] = window.sum(axis=(2, 3)) / count
-    return out
-
-
-def np_adaptive_avgpool(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    _, _, h, w = x.shape
-    out = np.empty((*x.shape[:2], *size))
-    for i in range(size[0]):
-        for j in range(size[1]):
-            window = x[:, :, i * h // size[0]:-(-(i + 1) * h // size[0]), j * w // size[1]:-(-(j + 1) * w // size[1])]
-            out[:, :, i, j] = window.astype(np.float64).mean(axis=(2, 3))
-    return out
-
-
-def np_lrn(x: np.ndarray, layer: LRN) -> np.ndarray:
-    """The spec's formula: b = a / (k + alpha / size * sum of a^2 over size channels) ** beta."""
-    half = layer.size // 2
-    squares = np.pad(x.astype(np.float64) ** 2, ((0, 0), (half, half), (0, 0), (0, 0)))
-    window = np.stack([squares[:, c:c + layer.size].sum(axis=1) for c in range(x.shape[1])], axis=1)
-    return x / (layer.k + layer.alpha / layer.size * window) ** layer.beta
-
-
-def np_conv_unit(x: np.ndarray, layer: Conv, weights: dict[str, np.ndarray]) -> np.ndarray:
-    """Conv (OIHW), eval-mode BN, ReLU, in float64."""
-    (sh, sw), (pt, pb, pl, pr) = layer.stride, layer.padding
-    kernel = weights[f"{layer.name}.conv.weight"].astype(np.float64)
-    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, layer.kernel, axis=(2, 3))[:, :, ::sh, ::sw]
-    out = np.tensordot(windows, kernel, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
-    if layer.bias:
-        out = out + weights[f"{layer.name}.conv.bias"][None, :, None, None]
-    if layer.norm is not None:
-        bn = {key: weights[f"{layer.name}.bn.{key}"][None, :, None, None].astype(np.float64)
-              for key in ("gamma", "beta", "running_mean", "running_var")}
-        out = bn["gamma"] * (out - bn["running_mean"]) / np.sqrt(bn["running_var"] + layer.norm.eps) + bn["beta"]
-    return np.maximum(out, 0) if layer.activation == "relu" else out
-
-
 # --------------------------------------------------------------------------- structure
 
 
@@ -194,13 +139,13 @@ def test_pools_and_lrn_match_numpy(built):
         source = inputs[layer.name]
         x = built.x if source is None else built.outputs[source]
         if isinstance(layer, Pool):
-            expected = np_pool(x, layer)
+            expected = numeric.pool(layer, x)
         elif isinstance(layer, AdaptiveAvgPool):
-            expected = np_adaptive_avgpool(x, layer.output_size)
+            expected = numeric.adaptive_avgpool(x, layer.output_size)
         elif isinstance(layer, GlobalAvgPool):
             expected = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
         elif isinstance(layer, LRN):
-            expected = np_lrn(x, layer)
+            expected = numeric.lrn(layer, x)
         else:
             continue
         assert_close(built.outputs[layer.name], expected, rtol=1e-5)
@@ -218,7 +163,7 @@ def test_convs_dense_and_containers_match_numpy(built):
         x = built.x if source is None else built.outputs[source]
         out = built.outputs[layer.name]
         if isinstance(layer, Conv) and ("." not in layer.name or layer.name.startswith((first_concat + ".", "aux"))):
-            assert_close(out, np_conv_unit(x, layer, built.weights))
+            assert_close(out, numeric.conv(layer, x, built.weights))
         elif isinstance(layer, Dense):
             expected = x.astype(np.float64) @ built.weights[f"{layer.name}.weight"].T.astype(np.float64)
             if layer.bias:
@@ -243,8 +188,8 @@ def test_lrn_alpha_convention():
     block = impl_mxnet.OPS["lrn"](layer, {})
     x = np.random.RandomState(1).uniform(0, 3, (2, 9, 4, 4)).astype(np.float32)
     out = block(mx.nd.array(x)).asnumpy()
-    assert_close(out, np_lrn(x, layer), rtol=1e-5)
-    not_divided = np_lrn(x, dataclasses.replace(layer, alpha=layer.alpha * layer.size))  # alpha * sum a^2
+    assert_close(out, numeric.lrn(layer, x), rtol=1e-5)
+    not_divided = numeric.lrn(dataclasses.replace(layer, alpha=layer.alpha * layer.size), x)  # alpha * sum a^2
     assert np.abs(out - not_divided).max() > 0.1
 
 
@@ -276,10 +221,10 @@ def test_pool_sizes_and_values_match_oracle():
             block = impl_mxnet.OPS[layer.op](layer, {layer.name: shape})
             out = block(mx.nd.array(x)).asnumpy()
             assert out.shape[1:] == expected_shape, (layer, size)
-            assert_close(out, np_pool(x, layer), rtol=1e-5)
+            assert_close(out, numeric.pool(layer, x), rtol=1e-5)
             if pad_width:
                 block.hybridize()
-                assert_close(block(mx.nd.array(x)).asnumpy(), np_pool(x, layer), rtol=1e-5)
+                assert_close(block(mx.nd.array(x)).asnumpy(), numeric.pool(layer, x), rtol=1e-5)
     assert routes == {"valid", "full", "explicit"}
 
 
@@ -296,7 +241,7 @@ def test_ceil_pool_where_mxnet_full_overcounts():
     x = np.random.RandomState(4).randn(1, 2, 3, 3).astype(np.float32)
     out = impl_mxnet.OPS["maxpool"](layer, {"pool": (2, 3, 3)})(mx.nd.array(x)).asnumpy()
     assert out.shape == (1, 2, 2, 2)
-    assert_close(out, np_pool(x, layer), rtol=1e-6)
+    assert_close(out, numeric.pool(layer, x), rtol=1e-6)
 
 
 def test_conv_with_asymmetric_padding():
@@ -306,7 +251,7 @@ def test_conv_with_asymmetric_padding():
     block.initialize(mx.init.Uniform(0.5))
     weights = {f"unit.{key}": p.data().asnumpy() for key, p in impl_mxnet.named_parameters(block).items()}
     x = np.random.RandomState(5).randn(2, 3, 8, 7).astype(np.float32)
-    expected = np_conv_unit(x, layer, weights)
+    expected = numeric.conv(layer, x, weights)
     assert expected.shape == (2, 5, 4, 4)
     assert_close(block(mx.nd.array(x)).asnumpy(), expected)
     block.hybridize()

@@ -19,7 +19,7 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 import shared_spec  # noqa: E402
-from shared_spec import Pool, pool_output_size  # noqa: E402
+from shared_spec import LRN, Pool, numeric  # noqa: E402
 
 impl_tf = pytest.importorskip("impl_tf")
 
@@ -317,15 +317,9 @@ def test_input_grad_is_the_gradient():
 # --------------------------------------------------------------------------- custom layers vs numpy
 
 
-def lrn_reference(a: np.ndarray, size: int, alpha: float, beta: float, k: float) -> np.ndarray:
-    """PyTorch/Caffe LRN, channels last: sum of squares over ``size`` channels centred on each."""
-    channels = a.shape[-1]
-    out = np.empty_like(a, dtype=np.float64)
-    for c in range(channels):
-        low, high = max(0, c - size // 2), min(channels, c + (size - 1) // 2 + 1)
-        total = np.sum(a[..., low:high].astype(np.float64) ** 2, axis=-1)
-        out[..., c] = a[..., c] / (k + alpha / size * total) ** beta
-    return out
+def nhwc(reference, x: np.ndarray) -> np.ndarray:
+    """``shared_spec.numeric``'s channels-first reference applied to a channels-last batch."""
+    return reference(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
 
 
 @pytest.mark.parametrize("size,alpha,beta,k", [(5, 1e-4, 0.75, 1.0), (3, 0.5, 0.75, 2.0), (7, 2.0, 0.5, 1.0)])
@@ -333,22 +327,11 @@ def test_lrn_matches_formula_and_tensorflow(size, alpha, beta, k):
     x = np.random.default_rng(5).standard_normal((2, 5, 6, 16)).astype(np.float32) * 30
     layer = impl_tf.LocalResponseNorm(size, alpha, beta, k)
     out = keras.ops.convert_to_numpy(layer(x))
-    np.testing.assert_allclose(out, lrn_reference(x, size, alpha, beta, k), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, nhwc(lambda a: numeric.lrn(LRN("lrn", "n", size, alpha, beta, k), a), x), rtol=1e-5, atol=1e-6)
     tf_out = tf.nn.local_response_normalization(x, depth_radius=(size - 1) // 2, bias=k, alpha=alpha / size,
                                                 beta=beta).numpy()
     np.testing.assert_allclose(out, tf_out, rtol=1e-5, atol=1e-6)
     assert not np.allclose(out, x, rtol=1e-3)  # the normalisation does something at this scale
-
-
-def adaptive_reference(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    n, h, w, c = x.shape
-    out = np.empty((n, out_h, out_w, c))
-    for i in range(out_h):
-        for j in range(out_w):
-            rows = slice(i * h // out_h, -(-(i + 1) * h // out_h))
-            cols = slice(j * w // out_w, -(-(j + 1) * w // out_w))
-            out[:, i, j] = x[:, rows, cols].mean(axis=(1, 2))
-    return out
 
 
 @pytest.mark.parametrize("size,output", [((14, 14), (4, 4)), ((6, 7), (4, 4)), ((8, 8), (4, 4)), ((3, 2), (4, 4)),
@@ -356,29 +339,9 @@ def adaptive_reference(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 def test_adaptive_average_pool_matches_numpy(size, output):
     x = np.random.default_rng(6).standard_normal((2, *size, 3)).astype(np.float32)
     out = keras.ops.convert_to_numpy(impl_tf.AdaptiveAveragePooling2D(output)(x))
-    np.testing.assert_allclose(out, adaptive_reference(x, *output), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, nhwc(lambda a: numeric.adaptive_avgpool(a, output), x), rtol=1e-5, atol=1e-6)
     if size == (14, 14):  # torchvision's aux head: overlapping windows
         assert impl_tf.AdaptiveAveragePooling2D.windows(14, 4) == [(0, 4), (3, 7), (7, 11), (10, 14)]
-
-
-def pool_reference(x: np.ndarray, pool: Pool) -> np.ndarray:
-    """PyTorch max/avg pool semantics (NHWC): windows clipped to input + padding, ceil rule of the oracle."""
-    n, h, w, c = x.shape
-    (kh, kw), (sh, sw), (top, bottom, left, right) = pool.kernel, pool.stride, pool.padding
-    out_h = pool_output_size(h, kh, sh, top, bottom, pool.rounding)
-    out_w = pool_output_size(w, kw, sw, left, right, pool.rounding)
-    out = np.empty((n, out_h, out_w, c))
-    for i in range(out_h):
-        for j in range(out_w):
-            r0, c0 = i * sh - top, j * sw - left
-            r1, c1 = min(r0 + kh, h + bottom), min(c0 + kw, w + right)
-            window = x[:, max(r0, 0):min(r1, h), max(c0, 0):min(c1, w)]
-            if pool.op == "maxpool":
-                out[:, i, j] = window.max(axis=(1, 2))
-            else:
-                count = (r1 - r0) * (c1 - c0) if pool.count_include_pad else window.shape[1] * window.shape[2]
-                out[:, i, j] = window.sum(axis=(1, 2)) / count
-    return out
 
 
 def run_op(layer, x: np.ndarray) -> np.ndarray:
@@ -406,7 +369,7 @@ def test_pool_matches_pytorch_semantics_on_negative_input(pool, size):
     # All inputs negative: zero padding in a max pool (instead of -inf) would show up as 0.
     x = -1.0 - np.random.default_rng(7).random((2, *size, 3)).astype(np.float32) * 10
     out = run_op(pool, x)
-    expected = pool_reference(x, pool)
+    expected = nhwc(lambda a: numeric.pool(pool, a), x)
     assert out.shape == expected.shape
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
     assert (out < 0).all()

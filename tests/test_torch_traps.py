@@ -23,6 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import impl_torch  # noqa: E402
 import shared_spec  # noqa: E402
+from shared_spec import numeric  # noqa: E402  (the numpy reference, also used by `check`)
 from shared_spec.spec import Conv, Dropout, LRN, Pool, AdaptiveAvgPool, GlobalAvgPool  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -86,7 +87,8 @@ def test_op_table_covers_every_leaf_and_container_op():
     schema = json.loads(shared_spec.SCHEMA_FILE.read_text())
     ops = set(schema["$defs"]["layer_body"]["properties"]["op"]["enum"])
     # inception and block are templates the loader expands into concat / aux / leaves
-    assert set(impl_torch.OPS) == ops - {"inception", "block"}
+    # transform_input is no layer a spec writes: the loader puts it first when a variant switches it on
+    assert set(impl_torch.OPS) == ops - {"inception", "block"} | {"transform_input"}
 
 
 def test_module_paths_are_spec_names(built):
@@ -117,53 +119,15 @@ def test_shapes_match_oracle_at_edge_sizes(variant, side):
 # --------------------------------------------------------------------------- op semantics
 
 
-def _pool_reference(x: np.ndarray, layer) -> np.ndarray:
-    """Naive pooling with the spec's per-side padding and rounding; padding never wins a max."""
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (pt, pb, pl, pr) = layer.kernel, layer.stride, layer.padding
-    oh = shared_spec.pool_output_size(h, kh, sh, pt, pb, layer.rounding)
-    ow = shared_spec.pool_output_size(w, kw, sw, pl, pr, layer.rounding)
-    out = np.empty((n, c, oh, ow), np.float64)
-    for i in range(oh):
-        for j in range(ow):
-            r0, c0 = i * sh - pt, j * sw - pl
-            window = x[:, :, max(r0, 0):min(r0 + kh, h), max(c0, 0):min(c0 + kw, w)]
-            if layer.op == "maxpool":
-                out[:, :, i, j] = window.max(axis=(2, 3))
-            elif layer.count_include_pad:
-                out[:, :, i, j] = window.sum(axis=(2, 3)) / (kh * kw)
-            else:
-                out[:, :, i, j] = window.mean(axis=(2, 3))
-    return out
-
-
-def _adaptive_reference(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    n, c, h, w = x.shape
-    out = np.empty((n, c, *size))
-    for i in range(size[0]):
-        for j in range(size[1]):
-            rows = slice(i * h // size[0], -(-(i + 1) * h // size[0]))
-            cols = slice(j * w // size[1], -(-(j + 1) * w // size[1]))
-            out[:, :, i, j] = x[:, :, rows, cols].mean(axis=(2, 3))
-    return out
-
-
-def _lrn_reference(x: np.ndarray, layer) -> np.ndarray:
-    half = layer.size // 2
-    squares = np.pad(x.astype(np.float64) ** 2, ((0, 0), (half, half), (0, 0), (0, 0)))
-    window = sum(squares[:, i:i + x.shape[1]] for i in range(layer.size))
-    return x / (layer.k + layer.alpha / layer.size * window) ** layer.beta
-
-
 def _reference(layer, x: np.ndarray):
     if isinstance(layer, Pool):
-        return _pool_reference(x, layer)
+        return numeric.pool(layer, x)
     if isinstance(layer, AdaptiveAvgPool):
-        return _adaptive_reference(x, layer.output_size)
+        return numeric.adaptive_avgpool(x, layer.output_size)
     if isinstance(layer, GlobalAvgPool):
         return x.mean(axis=(2, 3), keepdims=True)
     if isinstance(layer, LRN):
-        return _lrn_reference(x, layer)
+        return numeric.lrn(layer, x)
     return None
 
 
