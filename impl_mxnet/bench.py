@@ -22,8 +22,9 @@ from mxnet import autograd, gluon
 import shared_spec
 from shared_spec import contract
 
-from shared_spec.contract import best_gflops, check_bench_options, check_handwritten, compile_now
+from shared_spec.contract import bench_model, best_gflops, check_bench_options, compile_now
 
+from .builder import build
 from .builder import context as resolve_device
 from .handwritten import handwritten
 
@@ -116,14 +117,8 @@ def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch
         mx.nd.waitall()
         ctx.empty_cache()  # give back what earlier runners' pools hold
         baseline = _gpu_used(ctx)
-    if source == "spec":
-        import impl_mxnet
-
-        net = impl_mxnet.build(spec, device=device, seed=SEED)
-        aux_weights = tuple(head.loss_weight for head in spec.aux_heads)
-    else:
-        net = handwritten(spec, device=device)
-        check_handwritten(spec, trainable_params(net))
-        aux_weights = ()
+    net, aux_weights = bench_model(spec, source, build=lambda s: build(s, device=device, seed=SEED),
+                                   handwritten=lambda s: handwritten(s, device=device),
+                                   params=trainable_params)
     return Runner(net, spec, ctx=ctx, mode=mode, batch=batch, train=train, aux_weights=aux_weights,
                   gpu_baseline=baseline)

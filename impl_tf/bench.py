@@ -29,9 +29,10 @@ import tensorflow as tf  # noqa: E402
 import shared_spec  # noqa: E402
 from shared_spec import contract  # noqa: E402
 
-from shared_spec.contract import (best_gflops, check_bench_options, check_handwritten,  # noqa: E402
+from shared_spec.contract import (bench_model, best_gflops, check_bench_options,  # noqa: E402
                                   compile_now, cpu_has_bf16)
 
+from .builder import build  # noqa: E402
 from .handwritten import handwritten, resolve_device  # noqa: E402
 
 LR = 0.01
@@ -127,13 +128,7 @@ def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch
         # whichever runs first.
         tf.config.experimental.enable_tensor_float_32_execution(False)
         tf.config.experimental.reset_memory_stats("GPU:0")
-    if source == "spec":
-        import impl_tf
-
-        model = impl_tf.build(spec, device=device, seed=SEED)
-        aux_weights = tuple(head.loss_weight for head in spec.aux_heads)
-    else:
-        model = handwritten(spec, device=device)
-        check_handwritten(spec, trainable_params(model))
-        aux_weights = ()
+    model, aux_weights = bench_model(spec, source, build=lambda s: build(s, device=device, seed=SEED),
+                                     handwritten=lambda s: handwritten(s, device=device),
+                                     params=trainable_params)
     return Runner(model, spec, target=target, mode=mode, batch=batch, train=train, aux_weights=aux_weights)

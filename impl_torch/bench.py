@@ -23,10 +23,10 @@ from torch import nn
 import shared_spec
 from shared_spec import contract
 
-from shared_spec.contract import best_gflops, check_bench_options, check_handwritten, compile_now, \
+from shared_spec.contract import bench_model, best_gflops, check_bench_options, compile_now, \
     cpu_has_bf16
 
-from .builder import resolve_device
+from .builder import build, resolve_device
 from .handwritten import handwritten
 
 LR = 0.01
@@ -116,13 +116,7 @@ def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch
     if target.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    if source == "spec":
-        import impl_torch
-
-        model = impl_torch.build(spec, device=device, seed=SEED)
-        aux_weights = tuple(head.loss_weight for head in spec.aux_heads)
-    else:
-        model = handwritten(spec, device=device)
-        check_handwritten(spec, sum(p.numel() for p in model.parameters()))
-        aux_weights = ()
+    model, aux_weights = bench_model(spec, source, build=lambda s: build(s, device=device, seed=SEED),
+                                     handwritten=lambda s: handwritten(s, device=device),
+                                     params=lambda m: sum(p.numel() for p in m.parameters()))
     return Runner(model, spec, mode=mode, batch=batch, train=train, aux_weights=aux_weights)

@@ -208,6 +208,17 @@ def check_handwritten(spec: Spec, params: int) -> None:
                            f"{' and aux heads' if spec.aux_logits else ''}: not the same network")
 
 
+def bench_model(spec: Spec, source: str, *, build: Callable[[Spec], object], handwritten: Callable[[Spec], object],
+                params: Callable[[object], int]) -> tuple[object, tuple[float, ...]]:
+    """The model a bench runner times and the loss weights of its aux outputs: the spec-built one (its aux
+    heads' weights), or the hand-written one, refused unless it is the spec's network (``check_handwritten``)."""
+    if source == "spec":
+        return build(spec), tuple(head.loss_weight for head in spec.aux_heads)
+    model = handwritten(spec)
+    check_handwritten(spec, params(model))
+    return model, ()
+
+
 def compile_now(runner, train: bool, what: str) -> None:
     """One forward (and one training step) at setup, so that compilation counts in ``setup_s`` and never in
     the timed calls; a failure is a RuntimeError naming ``what`` and the root cause, never a fallback."""
@@ -238,7 +249,7 @@ class EpochStats:
 
 
 __all__ = [
-    "ACTIVATIONS", "BENCH_MODES", "BENCH_SOURCES", "PEAK_MATMUL", "PEAK_REPEATS", "TRAIN_WORK", "best_gflops", "cpu_has_bf16", "DEVICES", "ContractError", "EpochStats", "SpecError",
+    "ACTIVATIONS", "BENCH_MODES", "BENCH_SOURCES", "PEAK_MATMUL", "PEAK_REPEATS", "TRAIN_WORK", "bench_model", "best_gflops", "cpu_has_bf16", "DEVICES", "ContractError", "EpochStats", "SpecError",
     "check_activation", "check_bench_options", "check_handwritten", "check_input", "check_labels", "check_lr",
     "check_export", "check_model_spec", "check_seed", "check_spec", "check_training", "compile_now", "onnx_output_names",
     "resolve_device", "unknown_op",

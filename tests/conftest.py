@@ -19,6 +19,12 @@ if importlib.util.find_spec("mxnet") is not None:
     import mxnet  # noqa: F401
 
 
+@pytest.fixture(scope="module")
+def cache() -> dict:
+    """Lives as long as the test module: what its tests build once (a model per variant) and share."""
+    return {}
+
+
 @pytest.fixture(scope="session")
 def builtin_doc() -> dict:
     return json.loads(shared_spec.BUILTIN_SPEC.read_text())

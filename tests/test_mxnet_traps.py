@@ -74,11 +74,6 @@ class Built:
         return self._outputs
 
 
-@pytest.fixture(scope="module")
-def cache():
-    return {}
-
-
 @pytest.fixture(params=VARIANTS)
 def built(request, cache) -> Built:
     if request.param not in cache:

@@ -76,11 +76,6 @@ class Built:
         return self._other
 
 
-@pytest.fixture(scope="module")
-def cache():
-    return {}
-
-
 @pytest.fixture(params=VARIANTS)
 def built(request, cache) -> Built:
     if request.param not in cache:

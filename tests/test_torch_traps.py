@@ -22,6 +22,7 @@ from torch import nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import impl_torch  # noqa: E402
+from impl_torch.handwritten import GoogLeNet  # noqa: E402
 import shared_spec  # noqa: E402
 from shared_spec import numeric  # noqa: E402  (the numpy reference, also used by `check`)
 from shared_spec.spec import Conv, Dropout, LRN, Pool, AdaptiveAvgPool, GlobalAvgPool  # noqa: E402
@@ -445,80 +446,6 @@ def test_train_step_is_plain_sgd_on_the_contract_loss(variant):
 # --------------------------------------------------------------------------- torchvision
 
 
-class _BasicConv2d(nn.Module):  # torchvision.models.googlenet, as quoted in seed 001
-    def __init__(self, in_channels, out_channels, **kwargs):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)), inplace=True)
-
-
-class _Inception(nn.Module):
-    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
-        super().__init__()
-        self.branch1 = _BasicConv2d(in_channels, ch1x1, kernel_size=1)
-        self.branch2 = nn.Sequential(_BasicConv2d(in_channels, ch3x3red, kernel_size=1),
-                                     _BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1))
-        self.branch3 = nn.Sequential(_BasicConv2d(in_channels, ch5x5red, kernel_size=1),
-                                     _BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
-                                     _BasicConv2d(in_channels, pool_proj, kernel_size=1))
-
-    def forward(self, x):
-        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
-
-
-class _InceptionAux(nn.Module):
-    def __init__(self, in_channels, num_classes):
-        super().__init__()
-        self.conv = _BasicConv2d(in_channels, 128, kernel_size=1)
-        self.fc1 = nn.Linear(2048, 1024)
-        self.fc2 = nn.Linear(1024, num_classes)
-
-    def forward(self, x):
-        x = F.adaptive_avg_pool2d(x, (4, 4))
-        x = torch.flatten(self.conv(x), 1)
-        x = F.dropout(F.relu(self.fc1(x), inplace=True), 0.7, training=self.training)
-        return self.fc2(x)
-
-
-class _TorchvisionGoogLeNet(nn.Module):
-    def __init__(self, num_classes):
-        super().__init__()
-        self.conv1 = _BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
-        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.conv2 = _BasicConv2d(64, 64, kernel_size=1)
-        self.conv3 = _BasicConv2d(64, 192, kernel_size=3, padding=1)
-        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception3a = _Inception(192, 64, 96, 128, 16, 32, 32)
-        self.inception3b = _Inception(256, 128, 128, 192, 32, 96, 64)
-        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception4a = _Inception(480, 192, 96, 208, 16, 48, 64)
-        self.inception4b = _Inception(512, 160, 112, 224, 24, 64, 64)
-        self.inception4c = _Inception(512, 128, 128, 256, 24, 64, 64)
-        self.inception4d = _Inception(512, 112, 144, 288, 32, 64, 64)
-        self.inception4e = _Inception(528, 256, 160, 320, 32, 128, 128)
-        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
-        self.inception5a = _Inception(832, 256, 160, 320, 32, 128, 128)
-        self.inception5b = _Inception(832, 384, 192, 384, 48, 128, 128)
-        self.aux1 = _InceptionAux(512, num_classes)
-        self.aux2 = _InceptionAux(528, num_classes)
-        self.fc = nn.Linear(1024, num_classes)
-
-    def forward(self, x):
-        x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))
-        x = self.inception4a(x)
-        aux1 = self.aux1(x)
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2 = self.aux2(x)
-        x = self.inception5b(self.inception5a(self.maxpool4(self.inception4e(x))))
-        x = torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1)
-        return self.fc(F.dropout(x, 0.2, training=self.training)), aux2, aux1
-
-
 def _torchvision_key(key: str) -> str:
     key = re.sub(r"\.bn\.gamma$", ".bn.weight", re.sub(r"\.bn\.beta$", ".bn.bias", key))
     key = re.sub(r"(inception\w+)\.branch1\.conv1\.", r"\1.branch1.", key)
@@ -531,7 +458,7 @@ def test_googlenet_matches_torchvision_code():
     """The 'googlenet' variant computes what torchvision's GoogLeNet (seed 001) computes, aux heads included."""
     spec = shared_spec.load("googlenet", num_classes=10, aux_logits=True, input_size=96)
     model = impl_torch.build(spec, device="cpu", seed=0)
-    reference = _TorchvisionGoogLeNet(num_classes=10)
+    reference = GoogLeNet(num_classes=10, aux_logits=True)  # impl_torch/handwritten.py: torchvision's code
     weights = impl_torch.export_weights(model)
     state = {_torchvision_key(k): torch.from_numpy(v) for k, v in weights.items()}
     missing, unexpected = reference.load_state_dict(state, strict=False)
@@ -539,7 +466,7 @@ def test_googlenet_matches_torchvision_code():
     x = batch(spec)
     reference.eval()
     with torch.no_grad():
-        expected_main, expected_aux2, expected_aux1 = reference(torch.from_numpy(x))
+        expected_main, expected_aux2, expected_aux1 = reference(torch.from_numpy(x), with_aux=True)
     np.testing.assert_allclose(impl_torch.forward(model, x), expected_main.numpy(), rtol=1e-4, atol=1e-5)
     outs = impl_torch.layer_outputs(model, x)
     np.testing.assert_allclose(outs["aux1"], expected_aux1.numpy(), rtol=1e-4, atol=1e-5)
