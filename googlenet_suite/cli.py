@@ -1,4 +1,5 @@
-"""``googlenet-suite``: list, inspect, compare, run, export, bench, train and evaluate GoogLeNet variants.
+"""``googlenet-suite``: list, inspect, compare, run, export, check, convert, predict, bench, train and evaluate
+GoogLeNet variants.
 
 The CLI only reads the spec, the builders and the harness results; it never
 builds a model its own way. Bad input is one line on stderr and exit code 2.
