@@ -36,7 +36,7 @@ def test_keras_builder_runs_on_the_torch_backend():
 
     # every layer of every variant, and the training steps; the logits from each framework's own weights
     # (test_logits_agree_from_each_framework) add nothing about the backend and are left to the parent run
-    suites = _run("torch", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cross",
+    suites = _run("torch", "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "-m", "cross",
                   "-k", "not test_logits_agree_from_each_framework",
                   "tests/test_cross_equivalence.py", "tests/test_cross_training.py")
     tail = suites.stdout[-3000:]

@@ -81,9 +81,14 @@ def _params():
                                marks=[pytest.mark.cross, getattr(pytest.mark, fw)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework,variant,aux", list(_params()))
-def test_export_runs_in_onnxruntime_like_the_framework(framework, variant, aux, tmp_path):
+def test_export_runs_in_onnxruntime_like_the_framework(framework, variant, aux, tmp_path, monkeypatch):
     needs, package, opset = FRAMEWORKS[framework]
+    # tf2onnx deep-copies the whole graph before each of its optimizer passes so that it can skip a pass that
+    # fails; with the variable set (to anything: tf2onnx 1.17 tests the name, not the value) a failing pass is
+    # an error instead, which a test wants anyway, and the export takes about 40% less time
+    monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", "false")
     pytest.importorskip(needs, reason=f"{needs} is not installed")
     mod = importlib.import_module(package)
     exporter = importlib.import_module(f"{package}.onnx_export")

@@ -102,6 +102,7 @@ def test_resume_continues_at_the_right_epoch_with_the_same_state(runs, tmp_path,
     assert history[1]["loss"] == pytest.approx(full_rows[1]["loss"], abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", _params("all"))
 def test_resume_restores_adam_state(runs, tmp_path, key):
     """Adam's moments and step count travel in the framework's own optimizer file beside the weights."""
@@ -135,6 +136,7 @@ def test_resume_with_a_damaged_or_missing_optimizer_file(runs, tmp_path, capsys,
 AUX = dict(variant="googlenet", aux=True, epochs=1, batch=8, limit=16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", _params("all"))
 def test_aux_heads_train_in_every_framework(runs, key):
     """googlenet with its two aux heads: training mode returns (main, aux1, aux2) and each loop adds
@@ -290,6 +292,7 @@ def test_cli_evaluate_missing_weights(tmp_path, capsys):
 
 
 @pytest.mark.torch
+@pytest.mark.slow
 def test_torchrun_ddp_two_processes(runs, tmp_path):
     """The torch trainer, unchanged, under torchrun: gloo on the CPU, rank 0 writes the one log. The two
     processes together see the single-process batches, so the logged losses agree with a single run's."""
