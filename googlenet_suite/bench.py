@@ -134,6 +134,8 @@ def bench_group(key: str, spec: shared_spec.Spec, *, sources: list[str], mode: s
                                    train=train, **extra)
             rows[source] = {**base, "device": runner.device, "notes": runner.notes,
                             "setup_s": round(time.perf_counter() - start, 3)}
+            if getattr(runner, "precision", None) is not None:  # mode bf16: its logits against fp32
+                rows[source]["bf16_vs_fp32"] = runner.precision
             runners[source] = runner
         except Exception as exc:  # a row that says what failed; the other rows still run
             rows[source] = {**base, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
@@ -178,6 +180,9 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
         if status[key]["status"] != "ok":
             continue
         module = fw_registry.part(key, "bench")
+        key_modes = [mode for mode in modes if mode in getattr(module, "MODES", MODES)]  # onnx: no bf16
+        if not key_modes:
+            continue
         # a device the framework cannot use is bad input (exit 2), checked once before any measurement
         module.resolve_device(device)
         with say(f"measuring {key}'s matmul peak"):
@@ -198,19 +203,21 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
                             failed.append({"framework": key, "variant": spec.variant, "source": EXPORT + other,
                                            "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
                 for batch in batches:
-                    for mode in modes:
+                    for mode in key_modes:
                         with say(f"benchmarking {key} {spec.variant} batch {batch} {mode}"):
                             rows.extend(bench_group(key, spec, sources=sources + list(files), mode=mode,
                                                     batch=batch, device=device, repeats=repeats, warmup=warmup,
                                                     train=can_train, files=files))
                         rows.extend({**row, "mode": mode, "batch": batch} for row in failed)
-    for row in rows:
-        peak = peaks.get(row["framework"], {}).get("float32")
+    for row in rows:  # a bf16 row's share is of the bf16 peak where the framework has one, else of fp32's
+        of = peaks.get(row["framework"], {})
+        dtype = "bfloat16" if row.get("mode") == "bf16" and of.get("bfloat16") else "float32"
         for part in ("forward", "train"):
-            if part in row and peak:
-                row[part]["peak_share"] = row[part]["gflops"] / peak
+            if part in row and of.get(dtype):
+                row[part]["peak_share"] = row[part]["gflops"] / of[dtype]
+                row[part]["peak_dtype"] = dtype
     return {"suite_version": shared_spec.__version__, "frameworks": status, "peaks_gflops": peaks, "rows": rows,
-            "speedups": _speedups(rows), "spec_vs_hand": _ratios(rows)}
+            "speedups": _speedups(rows), "bf16": _bf16(rows), "spec_vs_hand": _ratios(rows)}
 
 
 def _key(row, **change):
@@ -231,6 +238,22 @@ def _speedups(rows) -> list[dict]:
                 if "train" in row and "train" in fast:
                     entry["train"] = row["train"]["median_s"] / fast["train"]["median_s"]
                 out.append(entry)
+    return out
+
+
+def _bf16(rows) -> list[dict]:
+    """Each bf16 row against its fp32 fast row: the speed-up, and how far its logits are from fp32's."""
+    index = {_key(r): r for r in rows if "forward" in r}
+    out = []
+    for row in rows:
+        fast = index.get(_key(row, mode="fast")) if row.get("mode") == "bf16" and "forward" in row else None
+        if fast:
+            entry = {k: row[k] for k in ("framework", "variant", "batch", "source")}
+            entry["forward"] = fast["forward"]["median_s"] / row["forward"]["median_s"]
+            if "train" in row and "train" in fast:
+                entry["train"] = fast["train"]["median_s"] / row["train"]["median_s"]
+            entry.update(row.get("bf16_vs_fp32", {}))
+            out.append(entry)
     return out
 
 
@@ -303,13 +326,23 @@ def render_result(result: dict, fmt: str) -> str:
         rows = [[key, f"{p['float32']:.1f}" if p.get("float32") else "-",
                  f"{p['bfloat16']:.1f}" if p.get("bfloat16") else "- (no bf16 path here)"] for key, p in peaks.items()]
         text += "\n" + render.render_table(f"peak: {contract.PEAK_MATMUL}x{contract.PEAK_MATMUL} matmul, best of "
-                                           f"{contract.PEAK_REPEATS}, GFLOP/s (% peak above is of fp32)",
+                                           f"{contract.PEAK_REPEATS}, GFLOP/s (% peak above: of fp32; bf16 rows of bf16 where "
+                                           f"there is a bf16 peak)",
                                            ["framework", "fp32", "bf16"], rows, fmt)
     if result["speedups"]:
         rows = [[s["framework"], s["variant"], s["batch"], f"{s['forward']:.2f}x",
                  f"{s['train']:.2f}x" if "train" in s else "-"] for s in result["speedups"]]
         text += "\n" + render.render_table("fast / plain speed-up", ["framework", "variant", "batch", "forward",
                                                                     "train step"], rows, fmt)
+    if result.get("bf16"):
+        rows = [[s["framework"], s["variant"], s["batch"], _model(s["source"]), f"{s['forward']:.2f}x",
+                 f"{s['train']:.2f}x" if "train" in s else "-",
+                 f"{s['max_abs_diff']:.2e} / {s['logit_scale']:.2e} = {s['relative']:.2e}" if "relative" in s else "-"]
+                for s in result["bf16"]]
+        text += "\n" + render.render_table("bf16 against fp32 (fast): speed-up, and the logits' max abs diff from the "
+                                           "same model's fp32 logits on the same batch / their scale",
+                                           ["framework", "variant", "batch", "model", "forward", "train step",
+                                            "logits: diff / scale = relative"], rows, fmt)
     if result["spec_vs_hand"]:
         rows = [[s["framework"], s["batch"], s["mode"], _ratio_cell(s, "forward"), _ratio_cell(s, "train"),
                  " / ".join(f"{s[f'{k}_of_medians']:.3f}" for k in ("forward", "train") if k in s),
@@ -360,7 +393,7 @@ def main(args, *, load_spec, write_output) -> int:
     if args.plot and not args.plot.endswith(".png"):
         raise UsageError(f"--plot: expected a .png file name. Received: --plot {args.plot}")
     specs = [load_spec(name) for name in (args.variants or [None])]
-    modes = ["plain", "fast"] if args.mode == "both" else [args.mode]
+    modes = {"both": ["plain", "fast"], "all": list(MODES)}.get(args.mode, [args.mode])
     result = run(specs, keys, batches=args.batch, modes=modes, device=args.device, repeats=args.repeats,
                  warmup=args.warmup, train=not args.no_train, handwritten=not args.no_handwritten,
                  exports=not args.no_exports, progress=progress())

@@ -502,7 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frameworks", metavar="LIST",
                    help=f"comma-separated: {','.join(fw_registry.with_capability('bench'))} (default: all of them)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--mode", choices=("plain", "fast", "both"), default="both")
+    p.add_argument("--mode", choices=("plain", "fast", "bf16", "both", "all"), default="both",
+                   help="plain: eager fp32; fast: the framework's fastest fp32 path; bf16: fast computing in "
+                        "bfloat16, with its logits against fp32 (a CPU with AVX512_BF16 or AMX, or a GPU); "
+                        "both: plain and fast (default); all: the three")
     p.add_argument("--repeats", type=int, default=5,
                    help="timed calls per model and measurement (default 5, a quick look; judge the "
                         "spec/hand-written ratio on 60 or more)")

@@ -7,6 +7,10 @@ runner code, so spec-built / hand-written time measures the models only.
   ``gluon.Trainer(..., "sgd").step(batch)``, as a beginner writes it.
 - fast: ``hybridize(static_alloc=True, static_shape=True)``. The cached graphs (inference, and
   training when ``train``) are built while the runner is created (``setup_s``), not in the timed calls.
+- bf16: fast, then ``mxnet.contrib.amp.convert_hybrid_block(net, target_dtype="bfloat16")`` (MXNet 1.9's
+  oneDNN AMP pass: bf16 convolutions and matmuls, fp32 parameters), on a CPU with AVX512_BF16 or AMX;
+  ``precision`` holds its logits against the hybridized fp32 net's on the same batch. The converted graph
+  is the inference graph, so it has no aux outputs: a spec with aux heads is refused.
 
 Each call ends with ``mx.nd.waitall()`` (MXNet's engine is asynchronous, on the CPU too).
 """
@@ -14,15 +18,18 @@ Each call ends with ``mx.nd.waitall()`` (MXNet's engine is asynchronous, on the 
 from __future__ import annotations
 
 import gc
+import warnings
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
+from mxnet.contrib import amp
 
 import shared_spec
 from shared_spec import contract
 
-from shared_spec.contract import bench_model, best_gflops, check_bench_options, compile_now
+from shared_spec.contract import against_fp32, bench_model, best_gflops, check_bench_options, \
+    check_bf16_path, compile_now, cpu_has_bf16
 
 from .builder import build
 from .builder import context as resolve_device
@@ -45,6 +52,8 @@ def _gpu_used(ctx: mx.Context) -> int:
 
 
 class Runner:
+    precision: dict | None = None  # mode "bf16": the logits against fp32 (contract.against_fp32)
+
     def __init__(self, net: gluon.HybridBlock, spec: shared_spec.Spec, *, ctx: mx.Context, mode: str, batch: int,
                  train: bool, aux_weights: tuple[float, ...] = (), gpu_baseline: int = 0):
         self._ctx = ctx
@@ -57,14 +66,27 @@ class Runner:
         self._x = mx.nd.array(rng.standard_normal((batch, *spec.input_shape)), ctx=ctx, dtype=np.float32)
         self._y = mx.nd.array(rng.integers(0, spec.num_classes, size=batch), ctx=ctx, dtype=np.float32)
         self._loss = gluon.loss.SoftmaxCrossEntropyLoss()
-        self._trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR})  # no momentum, no wd
-        mx.nd.waitall()
         if mode == "plain":
+            self._trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR})  # no momentum, no wd
+            mx.nd.waitall()
             self.notes = "imperative (not hybridized)"
             return
         net.hybridize(static_alloc=True, static_shape=True)
         self.notes = "hybridize(static_alloc=True, static_shape=True)"
-        compile_now(self, train, "hybridize(static_alloc=True, static_shape=True)")
+        if mode == "bf16":
+            reference = net(self._x).asnumpy()  # fp32, inference mode
+            with warnings.catch_warnings():  # "Cannot decide type for the following arguments": the input's, given
+                warnings.simplefilter("ignore", UserWarning)
+                net = amp.convert_hybrid_block(net, target_dtype="bfloat16", ctx=ctx)
+            net.hybridize(static_alloc=True, static_shape=True)
+            self.model = self._net = net
+            self.notes += " + amp.convert_hybrid_block(bfloat16)"
+        self._trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR})
+        mx.nd.waitall()
+        compile_now(self, False, self.notes)
+        if mode == "bf16":  # before the training step at setup moves the weights
+            self.precision = against_fp32(reference, self._net(self._x).astype("float32").asnumpy())
+        compile_now(self, train, self.notes)
 
     def forward(self) -> None:
         self._net(self._x)  # not recording: inference mode (running BN statistics, no dropout)
@@ -110,6 +132,11 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:
     check_bench_options(source, mode, batch)
     ctx = resolve_device(device)
+    if mode == "bf16":
+        check_bf16_path("MXNet", ctx.device_type == "cpu" and cpu_has_bf16())  # its bf16 AMP is oneDNN's: CPU only
+        if spec.aux_logits:
+            raise contract.ContractError("MXNet's bf16 conversion keeps the inference graph, which has no aux "
+                                         "outputs: bench it with aux heads off. Received: aux_logits=True")
     gc.collect()
     baseline = 0
     if ctx.device_type == "gpu":

@@ -33,6 +33,7 @@ from .api import resolve_providers as resolve_device  # the bench protocol's nam
 SEED = 0
 SOURCES = ("spec", "export")
 LEVELS = {"plain": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "fast": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+MODES = tuple(LEVELS)  # the bench modes this runner has (no bf16)
 
 
 def _session(model: bytes | str, providers: list[str], mode: str) -> ort.InferenceSession:
@@ -67,6 +68,9 @@ def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch
     """``source="export"`` runs ``model_file`` (an exporter's file with the suite's ONNX interface);
     ``train`` is accepted for the common signature, and no training step is measured."""
     check_bench_options(source, mode, batch, sources=SOURCES)
+    if mode not in LEVELS:  # bf16: onnxruntime's CPU provider runs the fp32 graph; a bf16 graph is another file
+        raise contract.ContractError(f"onnxruntime runs the fp32 graph only: mode must be one of "
+                                     f"{', '.join(LEVELS)}. Received: mode={mode!r}")
     providers = resolve_device(device)
     if source == "export":
         if model_file is None:

@@ -6,10 +6,14 @@ channels-last (N x H x W x C), as Keras prefers; inputs are made in that layout.
 
 - plain: eager calls (``model(x, training=...)``, ``tf.GradientTape``, a Python loop of
   ``assign_sub`` for plain SGD), as a beginner writes it.
-- fast: the same forward inside ``tf.function(jit_compile=True)`` (XLA), the same training step
-  inside ``tf.function`` without XLA (a graph on TF's oneDNN kernels: faster than XLA's for the
-  backward pass on a CPU). Tracing and compilation happen while the runner is created
-  (``setup_s``), never in the timed calls.
+- fast: the same forward and training step inside ``tf.function`` without XLA: a graph on TF's oneDNN
+  kernels, faster on a CPU than XLA's code (``scripts/fast_modes.py``: googlenet at batch 8 on the 2-core
+  AVX-512 CPU, forward 123 img/s in the graph against 68 with XLA; training step 7.15 against 4.04 on the
+  earlier CPU without AVX-512). Tracing happens while the runner is created (``setup_s``), never in the
+  timed calls.
+- bf16: fast with the model built under Keras's ``mixed_bfloat16`` policy (fp32 variables, bf16
+  computation) and given the fp32 model's weights, where the CPU has AVX512_BF16 or AMX; ``precision``
+  holds its logits against the fp32 model's on the same batch.
 
 Each call synchronises: the result is fetched with ``.numpy()``, and on a GPU
 ``tf.test.experimental.sync_devices()`` waits for everything queued (the SGD updates too).
@@ -30,8 +34,8 @@ import tensorflow as tf  # noqa: E402
 import shared_spec  # noqa: E402
 from shared_spec import contract  # noqa: E402
 
-from shared_spec.contract import (bench_model, best_gflops, check_bench_options,  # noqa: E402
-                                  compile_now, cpu_has_bf16)
+from shared_spec.contract import (against_fp32, bench_model, best_gflops, check_bench_options,  # noqa: E402
+                                  check_bf16_path, compile_now, cpu_has_bf16)
 
 from .builder import build  # noqa: E402
 from .handwritten import handwritten, resolve_device  # noqa: E402
@@ -48,8 +52,10 @@ def trainable_params(model: keras.Model) -> int:
 
 
 class Runner:
+    precision: dict | None = None  # mode "bf16": the logits against fp32 (contract.against_fp32)
+
     def __init__(self, model: keras.Model, spec: shared_spec.Spec, *, target: str, mode: str, batch: int,
-                 train: bool, aux_weights: tuple[float, ...] = ()):
+                 train: bool, aux_weights: tuple[float, ...] = (), reference: keras.Model | None = None):
         self.model = model
         self._target = target
         self.device = "gpu" if "GPU" in target else "cpu"
@@ -81,11 +87,15 @@ class Runner:
             self._predict, self._step = predict, step
             self.notes = "eager, fp32, NHWC"
             return
-        self._predict = tf.function(predict, jit_compile=True)
-        # the training step as a graph without XLA: on the 2-core CPU at batch 8, 7.15 img/s against 4.04 with
-        # XLA and 3.75 eager (scripts/fast_modes.py; TF's oneDNN kernels beat XLA's CPU code for the backward pass)
+        # graphs without XLA: TF's oneDNN kernels beat XLA's CPU code (scripts/fast_modes.py, module docstring)
+        self._predict = tf.function(predict, jit_compile=False)
         self._step = tf.function(step, jit_compile=False)
-        self.notes = "forward tf.function(jit_compile=True) (XLA); train step tf.function (graph, no XLA)"
+        self.notes = "tf.function (graph, no XLA)" + (", mixed_bfloat16" if mode == "bf16" else "")
+        compile_now(self, False, "tf.function")
+        if reference is not None:  # mode bf16: the fp32 model, before the training step at setup moves the weights
+            with tf.device(target):
+                expected = np.asarray(reference(self._x, training=False))
+                self.precision = against_fp32(expected, np.asarray(tf.cast(self._predict(self._x), tf.float32)))
         compile_now(self, train, "tf.function")
 
     def _sync(self, result) -> None:
@@ -131,7 +141,22 @@ def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch
         # whichever runs first.
         tf.config.experimental.enable_tensor_float_32_execution(False)
         tf.config.experimental.reset_memory_stats("GPU:0")
-    model, aux_weights = bench_model(spec, source, build=lambda s: build(s, device=device, seed=SEED),
-                                     handwritten=lambda s: handwritten(s, device=device),
-                                     params=trainable_params)
-    return Runner(model, spec, target=target, mode=mode, batch=batch, train=train, aux_weights=aux_weights)
+    if mode == "bf16":
+        check_bf16_path("Keras (TensorFlow)", "GPU" in target or cpu_has_bf16())
+
+    def model_for_bench():
+        return bench_model(spec, source, build=lambda s: build(s, device=device, seed=SEED),
+                           handwritten=lambda s: handwritten(s, device=device), params=trainable_params)
+
+    model, aux_weights = model_for_bench()
+    if mode != "bf16":
+        return Runner(model, spec, target=target, mode=mode, batch=batch, train=train, aux_weights=aux_weights)
+    reference, policy = model, keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")  # layers made now compute in bf16 on fp32 variables
+    try:
+        model, aux_weights = model_for_bench()
+    finally:
+        keras.config.set_dtype_policy(policy)
+    model.set_weights(reference.get_weights())
+    return Runner(model, spec, target=target, mode=mode, batch=batch, train=train, aux_weights=aux_weights,
+                  reference=reference)

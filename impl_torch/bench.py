@@ -9,6 +9,9 @@ runner code, so spec-built / hand-written time measures the models only.
   also bf16 autocast. Compilation (eval graph, and training graph when ``train``) happens while the
   runner is created, so it counts in ``setup_s`` and never in the timed calls. A compilation error
   is raised (bench records it in the row); there is no fallback to eager.
+- bf16: fast with ``torch.autocast(device, dtype=torch.bfloat16)`` on the CPU too (fp32 weights, bf16
+  matmuls and convolutions), where the CPU has AVX512_BF16 or AMX; ``precision`` holds the compiled bf16
+  logits against the same model's eager fp32 logits on the same batch.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from torch import nn
 import shared_spec
 from shared_spec import contract
 
-from shared_spec.contract import bench_model, best_gflops, check_bench_options, compile_now, \
-    cpu_has_bf16
+from shared_spec.contract import against_fp32, bench_model, best_gflops, check_bench_options, \
+    check_bf16_path, compile_now, cpu_has_bf16
 
 from .builder import build, resolve_device
 from .handwritten import handwritten
@@ -36,7 +39,13 @@ SEED = 0
 # --------------------------------------------------------------------------- the runner
 
 
+def _logits(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
 class Runner:
+    precision: dict | None = None  # mode "bf16": the logits against fp32 (contract.against_fp32)
+
     def __init__(self, model: nn.Module, spec: shared_spec.Spec, *, mode: str, batch: int, train: bool,
                  aux_weights: tuple[float, ...] = ()):
         target = next(model.parameters()).device
@@ -46,20 +55,29 @@ class Runner:
         generator = torch.Generator().manual_seed(SEED)
         x = torch.randn(batch, *spec.input_shape, generator=generator)
         y = torch.randint(spec.num_classes, (batch,), generator=generator)
-        fast = mode == "fast"
+        fast, bf16 = mode != "plain", mode == "bf16" or (mode == "fast" and self._cuda)
         memory_format = torch.channels_last if fast else torch.contiguous_format
         self.model = model.to(memory_format=memory_format)
         self._x = x.to(target).contiguous(memory_format=memory_format)
         self._y = y.to(target)
         self._optimizer = torch.optim.SGD(model.parameters(), lr=LR)  # no momentum, no weight decay
-        self._autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if fast and self._cuda \
+        self._autocast = (lambda: torch.autocast(target.type, dtype=torch.bfloat16)) if bf16 \
             else contextlib.nullcontext
         if not fast:
             self._call = model
             self.notes = "eager, fp32, NCHW"
             return
+        if mode == "bf16":
+            model.eval()
+            with torch.no_grad():
+                reference = _logits(model(self._x))  # eager fp32, before anything is compiled
         self._call = torch.compile(model, fullgraph=True)
-        self.notes = "channels_last + torch.compile" + (" + bf16 autocast" if self._cuda else "")
+        self.notes = "channels_last + torch.compile" + (" + bf16 autocast" if bf16 else "")
+        compile_now(self, False, "torch.compile")
+        if mode == "bf16":  # before the training step at setup changes the weights
+            with torch.no_grad(), self._autocast():
+                output = _logits(self._call(self._x)).float()
+            self.precision = against_fp32(reference.cpu().numpy(), output.cpu().numpy())
         compile_now(self, train, "torch.compile")
 
     def _sync(self) -> None:
@@ -110,7 +128,9 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:
     check_bench_options(source, mode, batch)
     target = resolve_device(device)
-    if mode == "fast":
+    if mode == "bf16":
+        check_bf16_path("PyTorch", target.type == "cuda" or cpu_has_bf16())
+    if mode != "plain":
         torch.compiler.reset()  # each runner compiles afresh (no recompile limit across runners)
     gc.collect()
     if target.type == "cuda":

@@ -152,7 +152,9 @@ def onnx_output_names(spec: Spec, aux: bool) -> list[str]:
 # --------------------------------------------------------------------------- bench runners
 
 BENCH_SOURCES = ("spec", "hand")
-BENCH_MODES = ("plain", "fast")
+#: plain: eager fp32 as a beginner writes it; fast: the framework's fastest fp32 path; bf16: that path computing
+#: in bfloat16 (fp32 weights), where the device has bf16 instructions
+BENCH_MODES = ("plain", "fast", "bf16")
 #: the square fp32 matmul every ``bench.peak_gflops`` times: large enough to reach a BLAS's steady rate
 #: (2 x 2048^3 = 17 GFLOP, about 0.1 s at 150 GFLOP/s), small enough to measure in a second
 PEAK_MATMUL = 2048
@@ -170,6 +172,23 @@ def check_bench_options(source: str, mode: str, batch: int, *, sources: tuple[st
         raise ContractError(f"mode must be one of {', '.join(BENCH_MODES)}. {_received('mode', mode)}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ContractError(f"batch must be an integer >= 1. {_received('batch', batch)}")
+
+
+def check_bf16_path(framework: str, has_path: bool) -> None:
+    """``mode="bf16"`` where the device cannot compute in bf16 (a CPU without AVX512_BF16 or AMX): refused,
+    since emulated bf16 is slower than fp32 and its figures would mislead."""
+    if not has_path:
+        raise ContractError(f"{framework} has no bf16 path on this device (it needs a CPU with AVX512_BF16 or AMX, "
+                            f"or a GPU). {_received('mode', 'bf16')}")
+
+
+def against_fp32(reference, output) -> dict[str, float]:
+    """How far a reduced-precision forward's logits are from the same model's fp32 logits on the same batch:
+    the max abs diff, the fp32 logits' scale (max abs) and their ratio."""
+    reference = np.asarray(reference, dtype=np.float64)
+    diff = float(np.max(np.abs(np.asarray(output, dtype=np.float64) - reference)))
+    scale = float(np.max(np.abs(reference)))
+    return {"max_abs_diff": diff, "logit_scale": scale, "relative": diff / scale if scale > 0 else math.inf}
 
 
 def cpu_has_bf16() -> bool:
@@ -249,7 +268,7 @@ class EpochStats:
 
 
 __all__ = [
-    "ACTIVATIONS", "BENCH_MODES", "BENCH_SOURCES", "PEAK_MATMUL", "PEAK_REPEATS", "TRAIN_WORK", "bench_model", "best_gflops", "cpu_has_bf16", "DEVICES", "ContractError", "EpochStats", "SpecError",
+    "ACTIVATIONS", "BENCH_MODES", "BENCH_SOURCES", "PEAK_MATMUL", "PEAK_REPEATS", "TRAIN_WORK", "against_fp32", "bench_model", "best_gflops", "check_bf16_path", "cpu_has_bf16", "DEVICES", "ContractError", "EpochStats", "SpecError",
     "check_activation", "check_bench_options", "check_handwritten", "check_input", "check_labels", "check_lr",
     "check_export", "check_model_spec", "check_seed", "check_spec", "check_training", "compile_now", "onnx_output_names",
     "resolve_device", "unknown_op",

@@ -48,13 +48,15 @@ def tiny(**overrides) -> shared_spec.Spec:
 
 @pytest.fixture(scope="module")
 def trimmed(tmp_path_factory, builtin_doc) -> shared_spec.Spec:
-    """googlenet cut down to stem + inception3a + head (fc from 256 features), at 32x32, 10 classes."""
+    """googlenet cut down to conv1 + maxpool1 + inception3a (from conv1's 64 channels) + head (fc from 256
+    features), at 32x32, 10 classes: every kind of op the network has, about a tenth of its layers."""
     doc = copy.deepcopy(builtin_doc)
     variant = copy.deepcopy(doc["variants"]["googlenet"])
     for key in ("expected", "stages"):
         variant.pop(key, None)
-    keep = ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "avgpool", "flatten", "dropout", "fc")
+    keep = ("conv1", "maxpool1", "inception3a", "avgpool", "flatten", "dropout", "fc")
     variant["layers"] = [layer for layer in variant["layers"] if layer["name"] in keep]
+    variant["layers"][2]["in"] = 64
     variant["layers"][-1]["in"] = 256
     doc["variants"]["trimmed"] = variant
     path = tmp_path_factory.mktemp("spec") / "trimmed.json"
@@ -151,6 +153,7 @@ def test_plain_runner_runs_eval_forward_and_a_training_step(key, source):
     assert runner.peak_gpu_bytes() is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", KEYS)
 def test_fast_runner_compiles_at_setup_and_runs(key, trimmed):
     mod = runner_module(key)
@@ -159,13 +162,74 @@ def test_fast_runner_compiles_at_setup_and_runs(key, trimmed):
         spec = tiny() if source == "hand" else trimmed
         runner = mod.runner(spec, source=source, mode="fast", device="cpu", batch=BATCH, train=True)
         assert runner.device == "cpu"
-        expected = {"torch": "torch.compile", "tf": "jit_compile=True", "mxnet": "static_shape=True"}[key]
+        expected = {"torch": "torch.compile", "tf": "tf.function (graph, no XLA)", "mxnet": "static_shape=True"}[key]
         assert expected in runner.notes
         weights = trainable(key, runner.model)
         runner.forward()
         runner.train_step()
         assert changed(weights, trainable(key, runner.model))
         assert runner.peak_gpu_bytes() is None
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_bf16_runner_computes_in_bf16_and_reports_its_logits_against_fp32(key, trimmed, monkeypatch):
+    """The bf16 path is the fast one computing in bfloat16: its logits differ from fp32's (so bf16 really ran) by
+    about bf16's 8-bit mantissa, measured before the setup's training step moves the weights. torch.compile is
+    left out here (an identity): compiling is test_fast_runner_compiles_at_setup_and_runs's."""
+    mod = runner_module(key)
+    if key == "torch":
+        import torch
+
+        monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
+    if not shared_spec.contract.cpu_has_bf16():
+        with pytest.raises(ValueError, match="no bf16 path on this device.*Received: mode='bf16'"):
+            mod.runner(trimmed, source="spec", mode="bf16", device="cpu", batch=BATCH, train=False)
+        pytest.skip("this CPU has no AVX512_BF16 or AMX: refusing bf16 is what there is to test")
+    runner = mod.runner(trimmed, source="spec", mode="bf16", device="cpu", batch=BATCH, train=True)
+    assert "bf16" in runner.notes or "bfloat16" in runner.notes
+    precision = runner.precision
+    assert set(precision) == {"max_abs_diff", "logit_scale", "relative"}
+    assert precision["logit_scale"] > 0 and 1e-5 < precision["relative"] < 0.1, precision
+    weights = trainable(key, runner.model)
+    runner.forward()
+    runner.train_step()
+    assert changed(weights, trainable(key, runner.model))
+    monkeypatch.setattr(mod, "cpu_has_bf16", lambda: False)  # a CPU without bf16 instructions
+    with pytest.raises(ValueError, match="no bf16 path on this device"):
+        mod.runner(trimmed, source="spec", mode="bf16", device="cpu", batch=BATCH, train=False)
+
+
+@pytest.mark.mxnet
+def test_mxnet_bf16_refuses_aux_heads(monkeypatch):
+    mod = runner_module("mxnet")
+    monkeypatch.setattr(mod, "cpu_has_bf16", lambda: True)  # the aux check, whatever this CPU has
+    with pytest.raises(ValueError, match="no aux outputs.*Received: aux_logits=True"):
+        mod.runner(tiny(aux_logits=True, input_size=(64, 64)), source="spec", mode="bf16", device="cpu", batch=BATCH,
+                   train=False)
+
+
+def test_bf16_rows_are_set_against_the_fast_rows():
+    def row(mode, fwd, train, **extra):
+        return {"framework": "torch", "variant": "googlenet", "batch": 8, "mode": mode, "source": "spec",
+                "forward": {"median_s": fwd}, "train": {"median_s": train}, **extra}
+
+    precision = {"max_abs_diff": 0.01, "logit_scale": 2.0, "relative": 0.005}
+    rows = [row("plain", 0.4, 0.8), row("fast", 0.2, 0.4), row("bf16", 0.1, 0.5, bf16_vs_fp32=precision)]
+    (entry,) = bench._bf16(rows)
+    assert entry["forward"] == pytest.approx(2.0) and entry["train"] == pytest.approx(0.8)
+    assert entry["relative"] == 0.005 and entry["max_abs_diff"] == 0.01
+    text = bench.render_result({"rows": [], "frameworks": {}, "speedups": [], "bf16": [entry], "spec_vs_hand": []},
+                               "markdown")
+    assert "| torch | googlenet | 8 | spec | 2.00x | 0.80x | 1.00e-02 / 2.00e+00 = 5.00e-03 |" in text
+    assert bench._bf16(rows[:2]) == [] and bench._bf16(rows[::2]) == []  # no bf16 row, or no fast row to set it by
+
+
+@pytest.mark.onnx
+def test_onnx_runner_has_no_bf16_mode():
+    mod = runner_module("onnx")
+    assert "bf16" not in mod.MODES
+    with pytest.raises(ValueError, match="fp32 graph only.*Received: mode='bf16'"):
+        mod.runner(tiny(), source="spec", mode="bf16", device="cpu", batch=BATCH)
 
 
 @pytest.mark.torch
@@ -382,6 +446,7 @@ def _installed() -> list[str]:
 
 
 @pytest.mark.cross
+@pytest.mark.slow
 def test_cli_bench_json_and_plot(capsys, tmp_path):
     keys = _installed()
     png = tmp_path / "out.png"
