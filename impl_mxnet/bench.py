@@ -114,19 +114,26 @@ class Runner:
 
 
 def peak_gflops(device: str, dtype: str = "float32") -> float | None:
-    """This machine's reachable matmul rate in MXNet (GFLOP/s); None for bf16 (MXNet 1.9's NDArray ``dot``
-    takes float16/32/64; its bf16 is a oneDNN AMP graph pass, not an array type)."""
+    """This machine's reachable rate in MXNet (GFLOP/s): the faster of a large matmul and a 3x3 convolution
+    (``contract.PEAK_MATMUL``, ``PEAK_CONV``); None for bf16 (MXNet 1.9's NDArray ``dot`` takes float16/32/64;
+    its bf16 is a oneDNN AMP graph pass, not an array type)."""
     ctx = resolve_device(device)
     if dtype == "bfloat16":
         return None
     n, rng = contract.PEAK_MATMUL, np.random.default_rng(SEED)
     a, b = (mx.nd.array(rng.standard_normal((n, n)), ctx=ctx, dtype=dtype) for _ in range(2))
+    batch, channels, side = contract.PEAK_CONV
+    x = mx.nd.array(rng.standard_normal((batch, channels, side, side)), ctx=ctx, dtype=dtype)
+    w = mx.nd.array(rng.standard_normal((channels, channels, 3, 3)), ctx=ctx, dtype=dtype)
     mx.nd.waitall()
 
     def matmul():
         mx.nd.dot(a, b).wait_to_read()
 
-    return best_gflops(matmul, n)
+    def conv():
+        mx.nd.Convolution(x, w, kernel=(3, 3), pad=(1, 1), num_filter=channels, no_bias=True).wait_to_read()
+
+    return max(best_gflops(matmul, n), best_gflops(conv, flops=contract.conv_flops()))
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

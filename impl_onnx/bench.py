@@ -82,16 +82,26 @@ def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch
 
 
 def peak_gflops(device: str, dtype: str = "float32") -> float | None:
-    """This machine's reachable matmul rate in onnxruntime (one MatMul node, GFLOP/s); fp32 only."""
+    """This machine's reachable rate in onnxruntime (GFLOP/s): the faster of one MatMul node and one 3x3 Conv
+    node (``contract.PEAK_MATMUL``, ``PEAK_CONV``); fp32 only."""
     if dtype != "float32":
         return None
     n = contract.PEAK_MATMUL  # read at call time (tests make it small)
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "peak",
-                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in "ab"],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", B.OPSET)])
-    onnx.checker.check_model(proto)
-    session = _session(proto.SerializeToString(), resolve_device(device), "fast")
+    batch, channels, side = contract.PEAK_CONV
     rng = np.random.default_rng(SEED)
-    feed = {name: rng.standard_normal((n, n), dtype=np.float32) for name in "ab"}
-    return best_gflops(lambda: session.run(["c"], feed), n)
+    shapes = {"matmul": ([n, n], [n, n], [n, n]),
+              "conv": ([batch, channels, side, side], [channels, channels, 3, 3], [batch, channels, side, side])}
+    rates = []
+    for op, (a, b, c) in shapes.items():
+        node = helper.make_node("MatMul", ["a", "b"], ["c"]) if op == "matmul" else \
+            helper.make_node("Conv", ["a", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+        graph = helper.make_graph([node], "peak", [helper.make_tensor_value_info("a", TensorProto.FLOAT, a),
+                                                   helper.make_tensor_value_info("b", TensorProto.FLOAT, b)],
+                                  [helper.make_tensor_value_info("c", TensorProto.FLOAT, c)])
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", B.OPSET)])
+        onnx.checker.check_model(proto)
+        session = _session(proto.SerializeToString(), resolve_device(device), "fast")
+        feed = {"a": rng.standard_normal(a, dtype=np.float32), "b": rng.standard_normal(b, dtype=np.float32)}
+        rates.append(best_gflops(lambda: session.run(["c"], feed), n,
+                                 flops=None if op == "matmul" else contract.conv_flops()))
+    return max(rates)

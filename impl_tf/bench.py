@@ -116,7 +116,8 @@ class Runner:
 
 
 def peak_gflops(device: str, dtype: str = "float32") -> float | None:
-    """This machine's reachable matmul rate in TensorFlow (GFLOP/s); None where ``dtype`` has no fast path."""
+    """This machine's reachable rate in TensorFlow (GFLOP/s): the faster of a large matmul and a 3x3
+    convolution (``contract.PEAK_MATMUL``, ``PEAK_CONV``); None where ``dtype`` has no fast path."""
     target = resolve_device(device)
     if dtype == "bfloat16" and "GPU" not in target and not cpu_has_bf16():
         return None
@@ -124,11 +125,19 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     with tf.device(target):
         a, b = (tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype) for _ in range(2))
 
+        batch, channels, side = contract.PEAK_CONV
+        x = tf.cast(tf.constant(rng.standard_normal((batch, side, side, channels), dtype=np.float32)), dtype)
+        w = tf.cast(tf.constant(rng.standard_normal((3, 3, channels, channels), dtype=np.float32)), dtype)
+
     def matmul():
         with tf.device(target):
             tf.linalg.matmul(a, b).numpy()
 
-    return best_gflops(matmul, n)
+    def conv():
+        with tf.device(target):
+            tf.nn.conv2d(x, w, strides=1, padding="SAME").numpy()  # 'same' at stride 1, 3x3: padding 1
+
+    return max(best_gflops(matmul, n), best_gflops(conv, flops=contract.conv_flops()))
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

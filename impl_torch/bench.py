@@ -108,21 +108,30 @@ class Runner:
 
 
 def peak_gflops(device: str, dtype: str = "float32") -> float | None:
-    """This machine's reachable matmul rate in PyTorch (GFLOP/s); None where ``dtype`` has no fast path
-    (bf16 on a CPU without AVX512_BF16/AMX)."""
+    """This machine's reachable rate in PyTorch (GFLOP/s): the faster of a large matmul and a 3x3 convolution
+    (``contract.PEAK_MATMUL``, ``PEAK_CONV``); None where ``dtype`` has no fast path (bf16 on a CPU without
+    AVX512_BF16/AMX)."""
     target = resolve_device(device)
     if dtype == "bfloat16" and target.type == "cpu" and not cpu_has_bf16():
         return None
     n, generator = contract.PEAK_MATMUL, torch.Generator().manual_seed(SEED)
     a, b = (torch.randn(n, n, generator=generator).to(target, getattr(torch, dtype)) for _ in range(2))
 
-    def matmul():
-        with torch.no_grad():
-            a @ b
-        if target.type == "cuda":
-            torch.cuda.synchronize()
+    batch, channels, side = contract.PEAK_CONV
+    x = torch.randn(batch, channels, side, side, generator=generator).to(target, getattr(torch, dtype))
+    w = torch.randn(channels, channels, 3, 3, generator=generator).to(target, getattr(torch, dtype))
+    x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
 
-    return best_gflops(matmul, n)
+    def timed(op):
+        def call():
+            with torch.no_grad():
+                op()
+            if target.type == "cuda":
+                torch.cuda.synchronize()
+        return call
+
+    return max(best_gflops(timed(lambda: a @ b), n),
+               best_gflops(timed(lambda: F.conv2d(x, w, padding=1)), flops=contract.conv_flops()))
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

@@ -1,8 +1,8 @@
 """The fast-mode candidates ``bench`` chose between on a CPU, timed in one process (batch 8, googlenet, 224).
 
 MXNet: imperative, ``hybridize(static_alloc, static_shape)`` and, on top, ``optimize_for(backend="MKLDNN")``
-(MXNet 1.9's oneDNN subgraph fusion), eval forward. Keras/TF: the training step eager, in ``tf.function``
-and in ``tf.function(jit_compile=True)`` (XLA). Median images/s of a few calls after two warm-ups; MXNet is
+(MXNet 1.9's oneDNN subgraph fusion), eval forward. Keras/TF: the eval forward and the training step eager,
+in ``tf.function`` and in ``tf.function(jit_compile=True)`` (XLA). Median images/s of a few calls after two warm-ups; MXNet is
 imported first (TensorFlow first crashes MXNet 1.9.1). Run: ``python scripts/fast_modes.py [--repeats N]``.
 """
 
@@ -50,6 +50,24 @@ def mxnet_forward(spec, repeats: int) -> dict[str, float]:
     return out
 
 
+def tf_forward(spec, repeats: int) -> dict[str, float]:
+    import tensorflow as tf
+
+    import impl_tf
+
+    model = impl_tf.build(spec, device="cpu", seed=0)
+    x = tf.constant(np.random.default_rng(0).standard_normal((BATCH, *spec.input_shape), dtype=np.float32)
+                    .transpose(0, 2, 3, 1))
+
+    def predict(x):
+        return model(x, training=False)
+
+    graph, xla = tf.function(predict), tf.function(predict, jit_compile=True)
+    return {"eager": rate(lambda: predict(x).numpy(), repeats),
+            "tf.function": rate(lambda: graph(x).numpy(), repeats),
+            "tf.function(jit_compile=True)": rate(lambda: xla(x).numpy(), repeats)}
+
+
 def tf_train_step(spec, repeats: int) -> dict[str, float]:
     import keras
     import tensorflow as tf
@@ -82,6 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     spec = shared_spec.load("googlenet")
     for title, result in (("MXNet eval forward", mxnet_forward(spec, args.repeats)),
+                          ("Keras eval forward", tf_forward(spec, args.repeats)),
                           ("Keras training step", tf_train_step(spec, args.repeats))):
         base = next(iter(result.values()))
         for name, value in result.items():

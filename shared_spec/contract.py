@@ -158,6 +158,11 @@ BENCH_MODES = ("plain", "fast", "bf16")
 #: the square fp32 matmul every ``bench.peak_gflops`` times: large enough to reach a BLAS's steady rate
 #: (2 x 2048^3 = 17 GFLOP, about 0.1 s at 150 GFLOP/s), small enough to measure in a second
 PEAK_MATMUL = 2048
+#: the 3x3 convolution (padding 1) every ``peak_gflops`` times beside the matmul, as (batch, channels in = out,
+#: side): GoogLeNet's work is convolutions, which the frameworks run on oneDNN even where their matmul goes
+#: to a BLAS that is slower on this CPU (torch's and MXNet's, on the AMD EPYC: about 120 GFLOP/s against
+#: TensorFlow's 460); the peak is the faster of the two. 2 x 8 x 256^2 x 9 x 28^2 = 7.4 GFLOP
+PEAK_CONV = (8, 256, 28)
 PEAK_REPEATS = 5
 #: a training step's work as a multiple of the forward's: the backward pass computes the gradients of
 #: the inputs and of the weights, each about one forward's multiply-adds
@@ -201,9 +206,11 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def best_gflops(matmul: Callable[[], object], n: int = PEAK_MATMUL, repeats: int | None = None) -> float:
+def best_gflops(matmul: Callable[[], object], n: int = PEAK_MATMUL, repeats: int | None = None, *,
+                flops: float | None = None) -> float:
     """GFLOP/s of the fastest of ``repeats`` (default ``PEAK_REPEATS``) calls of ``matmul`` (one synchronised
-    n x n @ n x n product, 2 n^3 flops) after one warm-up call: the machine's reachable peak in that framework."""
+    n x n @ n x n product, 2 n^3 flops, or ``flops`` for another kernel) after one warm-up call: the machine's
+    reachable peak in that framework."""
     import time
 
     repeats = PEAK_REPEATS if repeats is None else repeats
@@ -213,7 +220,13 @@ def best_gflops(matmul: Callable[[], object], n: int = PEAK_MATMUL, repeats: int
         start = time.perf_counter()
         matmul()
         best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+    return (2 * n**3 if flops is None else flops) / best / 1e9
+
+
+def conv_flops() -> float:
+    """The flops of one ``PEAK_CONV`` convolution (read at call time: tests make it small)."""
+    batch, channels, side = PEAK_CONV
+    return 2 * batch * channels * channels * 9 * side * side
 
 
 def check_handwritten(spec: Spec, params: int) -> None:
@@ -268,7 +281,7 @@ class EpochStats:
 
 
 __all__ = [
-    "ACTIVATIONS", "BENCH_MODES", "BENCH_SOURCES", "PEAK_MATMUL", "PEAK_REPEATS", "TRAIN_WORK", "against_fp32", "bench_model", "best_gflops", "check_bf16_path", "cpu_has_bf16", "DEVICES", "ContractError", "EpochStats", "SpecError",
+    "ACTIVATIONS", "BENCH_MODES", "BENCH_SOURCES", "PEAK_CONV", "PEAK_MATMUL", "PEAK_REPEATS", "TRAIN_WORK", "against_fp32", "bench_model", "best_gflops", "check_bf16_path", "conv_flops", "cpu_has_bf16", "DEVICES", "ContractError", "EpochStats", "SpecError",
     "check_activation", "check_bench_options", "check_handwritten", "check_input", "check_labels", "check_lr",
     "check_export", "check_model_spec", "check_seed", "check_spec", "check_training", "compile_now", "onnx_output_names",
     "resolve_device", "unknown_op",

@@ -34,6 +34,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def small_peak(monkeypatch):
     """The peak matmul at 256 x 256, once: these tests check the mechanics, never the rate."""
     monkeypatch.setattr(shared_spec.contract, "PEAK_MATMUL", 256)
+    monkeypatch.setattr(shared_spec.contract, "PEAK_CONV", (1, 16, 8))
     monkeypatch.setattr(shared_spec.contract, "PEAK_REPEATS", 1)
 
 

@@ -57,6 +57,15 @@ class Built:
         self.model = self.mod.build(self.spec, device="cpu", seed=0)
         self.x = batch(self.spec)
         self.weights = self.mod.export_weights(self.model)
+        self._other = None
+
+    def other(self) -> tuple[object, dict[str, np.ndarray]]:
+        """A seed-1 model of the same spec and its weights as built: tests load other weights into it (and
+        leave them there), so its weights now are not those; built once, not once per test."""
+        if self._other is None:
+            model = self.mod.build(self.spec, device="cpu", seed=1)
+            self._other = (model, self.mod.export_weights(model))
+        return self._other
 
 
 _CACHE: dict[tuple[str, str], Built] = {}
@@ -156,7 +165,7 @@ def test_init_follows_the_spec(built):
 
 def test_same_seed_same_weights_other_seed_different(built):
     again = built.mod.export_weights(built.mod.build(built.spec, device="cpu", seed=0))
-    other = built.mod.export_weights(built.mod.build(built.spec, device="cpu", seed=1))
+    _, other = built.other()
     assert all(np.array_equal(again[k], built.weights[k]) for k in built.weights)
     drawn = [k for k in built.weights if not k.endswith((".bias", ".gamma", ".beta", ".running_mean", ".running_var"))]
     assert all(not np.array_equal(other[k], built.weights[k]) for k in drawn)
@@ -169,7 +178,7 @@ def test_import_export_round_trip_is_exact(built):
     rng = np.random.default_rng(3)
     weights = {k: rng.standard_normal(v.shape).astype(np.float32) * 0.05 for k, v in built.weights.items()}
     weights = {k: (np.abs(v) + 0.5 if k.endswith(".running_var") else v) for k, v in weights.items()}
-    model = built.mod.build(built.spec, device="cpu", seed=7)
+    model, _ = built.other()
     before = built.mod.forward(model, built.x)
     built.mod.import_weights(model, weights)
     out = built.mod.export_weights(model)
@@ -183,7 +192,7 @@ def test_save_load_file_round_trip(built, tmp_path):
     built.mod.save_weights(built.model, path)
     _, meta = shared_spec.weights.load_weights(path, built.spec)
     assert meta["variant"] == built.spec.variant
-    model = built.mod.build(built.spec, device="cpu", seed=9)
+    model, _ = built.other()
     built.mod.load_weights(model, path)
     out = built.mod.export_weights(model)
     assert all(np.array_equal(out[k], built.weights[k]) for k in built.weights)
