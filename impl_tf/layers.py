@@ -182,6 +182,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
+        # As Keras's own call: bf16/fp16 inputs (a mixed-precision policy) are normalised in float32
+        inputs = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         mean, variance = ops.moments(inputs, axes=self._reduction_axes)
         sizes = [inputs.shape[axis] for axis in self._reduction_axes]
         if all(size is not None for size in sizes):  # eager, and traced functions: one Python number
@@ -195,7 +197,8 @@ class BatchNorm(keras.layers.BatchNormalization):
         moving_variance = ops.cast(self.moving_variance, inputs.dtype)
         self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(moving_variance * self.momentum + update)
-        return ops.batch_normalization(inputs, mean, variance, axis=self.axis,
-                                       offset=ops.cast(self.beta, inputs.dtype) if self.center else None,
-                                       scale=ops.cast(self.gamma, inputs.dtype) if self.scale else None,
-                                       epsilon=self.epsilon)
+        outputs = ops.batch_normalization(inputs, mean, variance, axis=self.axis,
+                                          offset=ops.cast(self.beta, inputs.dtype) if self.center else None,
+                                          scale=ops.cast(self.gamma, inputs.dtype) if self.scale else None,
+                                          epsilon=self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)
