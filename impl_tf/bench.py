@@ -7,10 +7,10 @@ channels-last (N x H x W x C), as Keras prefers; inputs are made in that layout.
 - plain: eager calls (``model(x, training=...)``, ``tf.GradientTape``, a Python loop of
   ``assign_sub`` for plain SGD), as a beginner writes it.
 - fast: the same forward and training step inside ``tf.function`` without XLA: a graph on TF's oneDNN
-  kernels, faster on a CPU than XLA's code (``scripts/fast_modes.py``: googlenet at batch 8 on the 2-core
-  AVX-512 CPU, forward 123 img/s in the graph against 68 with XLA; training step 7.15 against 4.04 on the
-  earlier CPU without AVX-512). Tracing happens while the runner is created (``setup_s``), never in the
-  timed calls.
+  kernels, faster on a CPU than XLA's code (``scripts/fast_modes.py``, googlenet at batch 8 on the 2-core
+  AVX-512 CPU: forward 115 img/s in the graph against 63 with XLA, training step 33.6 against 8.6; on the
+  earlier CPU without AVX-512 the training step 7.15 against 4.04). Tracing happens while the runner is
+  created (``setup_s``), never in the timed calls.
 - bf16: fast with the model built under Keras's ``mixed_bfloat16`` policy (fp32 variables, bf16
   computation) and given the fp32 model's weights, where the CPU has AVX512_BF16 or AMX; ``precision``
   holds its logits against the fp32 model's on the same batch.
