@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +108,14 @@ class Runner:
         return torch.cuda.max_memory_allocated() if self._cuda else None
 
 
+def use_all_cores() -> None:
+    """MXNet, imported first wherever a process loads it (it must come before TensorFlow), leaves OpenMP at one
+    thread, and torch then computes on one core (measured: googlenet's eager forward at half speed on two).
+    Unless OMP_NUM_THREADS says otherwise, torch gets every core this process may run on."""
+    if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+
+
 def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     """This machine's reachable rate in PyTorch (GFLOP/s): the faster of a large matmul and a 3x3 convolution
     (``contract.PEAK_MATMUL``, ``PEAK_CONV``); None where ``dtype`` has no fast path (bf16 on a CPU without
@@ -114,6 +123,7 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     target = resolve_device(device)
     if dtype == "bfloat16" and target.type == "cpu" and not cpu_has_bf16():
         return None
+    use_all_cores()
     n, generator = contract.PEAK_MATMUL, torch.Generator().manual_seed(SEED)
     a, b = (torch.randn(n, n, generator=generator).to(target, getattr(torch, dtype)) for _ in range(2))
 
@@ -137,6 +147,7 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:
     check_bench_options(source, mode, batch)
     target = resolve_device(device)
+    use_all_cores()
     if mode == "bf16":
         check_bf16_path("PyTorch", target.type == "cuda" or cpu_has_bf16())
     if mode != "plain":

@@ -234,6 +234,27 @@ def test_onnx_runner_has_no_bf16_mode():
 
 
 @pytest.mark.torch
+def test_torch_runner_uses_every_core_unless_omp_num_threads_says_otherwise(monkeypatch):
+    mod = runner_module("torch")
+    import os
+
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as MXNet leaves it when it is imported first
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        mod.runner(tiny(), source="spec", mode="plain", device="cpu", batch=1, train=False)
+        assert torch.get_num_threads() == len(os.sched_getaffinity(0))
+        torch.set_num_threads(1)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        mod.runner(tiny(), source="spec", mode="plain", device="cpu", batch=1, train=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.torch
 def test_torch_compile_failure_is_an_error_not_a_fallback(monkeypatch, trimmed):
     mod = runner_module("torch")
     import torch
