@@ -160,8 +160,9 @@ BENCH_MODES = ("plain", "fast", "bf16")
 PEAK_MATMUL = 2048
 #: the 3x3 convolution (padding 1) every ``peak_gflops`` times beside the matmul, as (batch, channels in = out,
 #: side): GoogLeNet's work is convolutions, which the frameworks run on oneDNN even where their matmul goes
-#: to a BLAS that is slower on this CPU (torch's and MXNet's, on the AMD EPYC: about 120 GFLOP/s against
-#: TensorFlow's 460); the peak is the faster of the two. 2 x 8 x 256^2 x 9 x 28^2 = 7.4 GFLOP
+#: to a BLAS that is slower on this CPU (on the 2-core AMD EPYC: torch's matmul about 210 GFLOP/s against its
+#: convolution's 555, MXNet's 130 against 270); the peak is the faster of the two. 2 x 8 x 256^2 x 9 x 28^2 =
+#: 7.4 GFLOP
 PEAK_CONV = (8, 256, 28)
 PEAK_REPEATS = 5
 #: a training step's work as a multiple of the forward's: the backward pass computes the gradients of
