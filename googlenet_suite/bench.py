@@ -325,8 +325,9 @@ def render_result(result: dict, fmt: str) -> str:
     if peaks:
         rows = [[key, f"{p['float32']:.1f}" if p.get("float32") else "-",
                  f"{p['bfloat16']:.1f}" if p.get("bfloat16") else "- (no bf16 path here)"] for key, p in peaks.items()]
-        text += "\n" + render.render_table(f"peak: the faster of a {contract.PEAK_MATMUL}x{contract.PEAK_MATMUL} matmul and a 3x3 conv "
-                                           f"{'x'.join(map(str, contract.PEAK_CONV))} (batch x channels x side), best of "
+        n, conv = contract.PEAK_MATMUL, "x".join(map(str, contract.PEAK_CONV))
+        text += "\n" + render.render_table(f"peak: the faster of a {n}x{n} matmul and a 3x3 conv {conv} "
+                                           f"(batch x channels x side), best of "
                                            f"{contract.PEAK_REPEATS}, GFLOP/s (% peak above: of fp32; bf16 rows of bf16 where "
                                            f"there is a bf16 peak)",
                                            ["framework", "fp32", "bf16"], rows, fmt)

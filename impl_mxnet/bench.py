@@ -83,8 +83,8 @@ class Runner:
             self.notes += " + amp.convert_hybrid_block(bfloat16)"
         self._trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR})
         mx.nd.waitall()
-        compile_now(self, False, self.notes)
-        if mode == "bf16":  # before the training step at setup moves the weights
+        if mode == "bf16":  # the converted graph's logits, before the setup's training step moves the weights
+            compile_now(self, False, self.notes)
             self.precision = against_fp32(reference, self._net(self._x).astype("float32").asnumpy())
         compile_now(self, train, self.notes)
 

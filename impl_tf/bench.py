@@ -91,8 +91,8 @@ class Runner:
         self._predict = tf.function(predict, jit_compile=False)
         self._step = tf.function(step, jit_compile=False)
         self.notes = "tf.function (graph, no XLA)" + (", mixed_bfloat16" if mode == "bf16" else "")
-        compile_now(self, False, "tf.function")
         if reference is not None:  # mode bf16: the fp32 model, before the training step at setup moves the weights
+            compile_now(self, False, "tf.function")
             with tf.device(target):
                 expected = np.asarray(reference(self._x, training=False))
                 self.precision = against_fp32(expected, np.asarray(tf.cast(self._predict(self._x), tf.float32)))

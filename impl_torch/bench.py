@@ -74,8 +74,8 @@ class Runner:
                 reference = _logits(model(self._x))  # eager fp32, before anything is compiled
         self._call = torch.compile(model, fullgraph=True)
         self.notes = "channels_last + torch.compile" + (" + bf16 autocast" if bf16 else "")
-        compile_now(self, False, "torch.compile")
-        if mode == "bf16":  # before the training step at setup changes the weights
+        if mode == "bf16":  # compiled forward first, then the logits, before the setup's training step moves the weights
+            compile_now(self, False, "torch.compile")
             with torch.no_grad(), self._autocast():
                 output = _logits(self._call(self._x)).float()
             self.precision = against_fp32(reference.cpu().numpy(), output.cpu().numpy())
