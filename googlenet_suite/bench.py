@@ -339,7 +339,8 @@ def render_result(result: dict, fmt: str) -> str:
     if result.get("bf16"):
         rows = [[s["framework"], s["variant"], s["batch"], _model(s["source"]), f"{s['forward']:.2f}x",
                  f"{s['train']:.2f}x" if "train" in s else "-",
-                 f"{s['max_abs_diff']:.2e} / {s['logit_scale']:.2e} = {s['relative']:.2e}" if "relative" in s else "-"]
+                 (f"{s['max_abs_diff']:.2e} / {s['logit_scale']:.2e} = {s['relative']:.2e}"
+                  if "relative" in s else "-")]
                 for s in result["bf16"]]
         text += "\n" + render.render_table("bf16 against fp32 (fast): speed-up, and the logits' max abs diff from the "
                                            "same model's fp32 logits on the same batch / their scale",

@@ -74,7 +74,7 @@ class Runner:
                 reference = _logits(model(self._x))  # eager fp32, before anything is compiled
         self._call = torch.compile(model, fullgraph=True)
         self.notes = "channels_last + torch.compile" + (" + bf16 autocast" if bf16 else "")
-        if mode == "bf16":  # compiled forward first, then the logits, before the setup's training step moves the weights
+        if mode == "bf16":  # the compiled logits, before the setup's training step moves the weights
             compile_now(self, False, "torch.compile")
             with torch.no_grad(), self._autocast():
                 output = _logits(self._call(self._x)).float()
