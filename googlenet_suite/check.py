@@ -728,11 +728,7 @@ def reference(spec, key: str, *, batch: int, seed: int, progress=None):
     """(x, neutral weights, logits, per-layer activations) from the suite's own builder ``key``."""
     mod = fw_registry.load(key)
     x = harness.input_batch(spec, batch, seed)
-    if fw_registry.FRAMEWORKS[key].can("train"):
-        calib = harness.input_batch(spec, harness.CALIBRATION_BATCH, seed + 1)
-        weights = harness.calibrated_weights(mod, spec, calib, seed, "cpu")
-    else:
-        weights = mod.export_weights(mod.build(spec, device="cpu", seed=seed))
+    weights = harness.reference_weights(spec, key, seed=seed, device="cpu")
     model = mod.build(spec, device="cpu", seed=seed)
     mod.import_weights(model, weights)
     logits = np.asarray(mod.forward(model, x, training=False))

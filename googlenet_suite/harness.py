@@ -31,6 +31,10 @@ def input_batch(spec: shared_spec.Spec, batch: int, seed: int) -> np.ndarray:
     return rng.standard_normal((batch, *spec.input_shape)).astype(np.float32)
 
 
+def has_batchnorm(spec: shared_spec.Spec) -> bool:
+    return any(isinstance(layer, shared_spec.Conv) and layer.norm is not None for layer in spec.walk())
+
+
 def calibrated_weights(mod, spec: shared_spec.Spec, x: np.ndarray, seed: int, device: str) -> dict:
     """Initial weights with BatchNorm running statistics set from ``x``.
 
@@ -41,14 +45,30 @@ def calibrated_weights(mod, spec: shared_spec.Spec, x: np.ndarray, seed: int, de
     gives every BN data statistics, as a trained network would have, so logits are O(1).
     """
     model = mod.build(spec, device=device, seed=seed)
-    has_bn = any(isinstance(layer, shared_spec.Conv) and layer.norm is not None for layer in spec.walk())
-    if not has_bn:
+    if not has_batchnorm(spec):
         return mod.export_weights(model)
     calib_spec = shared_spec.with_bn_momentum(spec, 1.0)
     calib = mod.build(calib_spec, device=device, seed=seed)
     mod.import_weights(calib, mod.export_weights(model))
     y = np.zeros(x.shape[0], dtype=np.int64)
     return mod.train_step(calib, x, y, lr=0.0)["weights"]
+
+
+def reference_weights(spec: shared_spec.Spec, framework: str, *, seed: int, device: str = "cpu") -> dict:
+    """The suite's weights for ``spec``: seeded in ``framework``, then BatchNorm-calibrated on a batch of
+    its own (seed + 1) where the framework trains. The one recipe behind compare, check, export and the
+    GPU check: the same seed gives the same neutral weights wherever they are made."""
+    mod = fw_registry.load(framework)
+    if not fw_registry.FRAMEWORKS[framework].can("train"):
+        return mod.export_weights(mod.build(spec, device=device, seed=seed))
+    calib = input_batch(spec, CALIBRATION_BATCH, seed + 1)
+    return calibrated_weights(mod, spec, calib, seed, device)
+
+
+def weights_source(spec: shared_spec.Spec, framework: str, seed: int) -> str:
+    """How :func:`reference_weights` made them, in words (``seed 0, BatchNorm calibrated``)."""
+    calibrated = has_batchnorm(spec) and fw_registry.FRAMEWORKS[framework].can("train")
+    return f"seed {seed}" + (", BatchNorm calibrated" if calibrated else "")
 
 
 def _timed(fn: Callable, repeats: int = 3) -> tuple[object, float]:
@@ -113,12 +133,9 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
                     build_s = time.perf_counter() - start
                 if key == reference:
                     weights_file = Path(tmp) / f"{spec.variant}.safetensors"
-                    has_bn = any(isinstance(layer, shared_spec.Conv) and layer.norm for layer in spec.walk())
-                    with say(f"{spec.variant}: {'calibrating BatchNorm statistics' if has_bn else 'initialising'} "
+                    with say(f"{spec.variant}: {'calibrating BatchNorm statistics' if has_batchnorm(spec) else 'initialising'} "
                              f"in {label}"):
-                        calib_x = input_batch(spec, CALIBRATION_BATCH, seed + 1)
-                        if fw_registry.FRAMEWORKS[key].can("train"):
-                            mod.import_weights(model, calibrated_weights(mod, spec, calib_x, seed, device))
+                        mod.import_weights(model, reference_weights(spec, key, seed=seed, device=device))
                     mod.save_weights(model, weights_file)
                 mod.load_weights(model, weights_file)
                 with say(f"{spec.variant}: running {label}"):
