@@ -264,53 +264,21 @@ def cmd_export(args) -> int:
     if args.batch < 1:
         raise UsageError(f"--batch must be >= 1. Received: --batch {args.batch}")
     spec = _load(args.variant, args)
-    fw = fw_registry.FRAMEWORKS[args.framework]
+    label = fw_registry.FRAMEWORKS[args.framework].label
     try:
-        for key in fw_registry.import_order([args.framework, "onnx"]):  # onnxruntime runs every export
-            fw_registry.load(key)
+        result = harness.export_verified(spec, args.framework, output, weights=args.weights, seed=args.seed,
+                                         opset=args.opset, batch=args.batch)
     except fw_registry.FrameworkMissing as exc:
-        raise UsageError(f"export: {exc}") from None
-    mod = fw_registry.load(args.framework)
-    try:
-        exporter = fw_registry.part(args.framework, "onnx_export")
-    except ModuleNotFoundError as exc:  # tf2onnx for Keras
-        raise UsageError(f"export --framework {args.framework}: the {fw.label} exporter needs {exc.name}: "
-                         f"pip install -c constraints.txt '.[export]'") from None
-    verify = fw_registry.part("onnx", "verify")
-    opset = exporter.OPSET if args.opset is None else args.opset
-    model = mod.build(spec, device="cpu", seed=args.seed)
-    if args.weights:
-        mod.load_weights(model, args.weights)
-        source = args.weights
-    elif fw.can("train"):  # data BatchNorm statistics, as compare uses: otherwise logits are ~0 and prove nothing
-        calib = harness.input_batch(spec, harness.CALIBRATION_BATCH, args.seed + 1)
-        mod.import_weights(model, harness.calibrated_weights(mod, spec, calib, args.seed, "cpu"))
-        has_bn = any(isinstance(layer, shared_spec.Conv) and layer.norm for layer in spec.walk())
-        source = f"seed {args.seed}" + (", BatchNorm calibrated" if has_bn else "")
-    else:
-        source = f"seed {args.seed}"
-    x = harness.input_batch(spec, args.batch, args.seed)
-    expected = {"logits": np.asarray(mod.forward(model, x))}
-    if spec.aux_logits:
-        outputs = mod.layer_outputs(model, x)
-        expected.update({head.name: outputs[head.name] for head in spec.aux_heads})
-    diff = {}
-
-    def write(tmp):
-        exporter.export_onnx(model, tmp, opset=opset, aux=spec.aux_logits)
-        diff["value"] = verify.verify(tmp, x, expected)
-        if not diff["value"] <= harness.TOLERANCE:  # NaN fails too
-            raise _Disagree()
-
-    try:
-        _atomic_write(output, write)
-    except _Disagree:
-        print(f"error: {args.framework} {spec.variant}: onnxruntime differs from {fw.label} by {diff['value']:.2e} "
-              f"> {harness.TOLERANCE:g}; {output} not written", file=sys.stderr)
+        raise UsageError(f"export --framework {args.framework}: {exc}") from None
+    except contract.ContractError as exc:
+        raise UsageError(f"export --framework {args.framework}: {exc}") from None
+    if not result.agree:
+        print(f"error: {args.framework} {spec.variant}: onnxruntime differs from {label} by "
+              f"{result.max_abs_diff:.2e} > {result.tolerance:g}; {output} not written", file=sys.stderr)
         return EXIT_DISAGREE
-    print(f"wrote {output}: {fw.label} {spec.variant} ({source}), opset {opset}, outputs {', '.join(expected)}; "
-          f"onnxruntime vs {fw.label} on a batch of {args.batch}: max abs diff {diff['value']:.2e} "
-          f"<= {harness.TOLERANCE:g}", file=sys.stderr)
+    print(f"wrote {output}: {label} {spec.variant} ({result.source}), opset {result.opset}, outputs "
+          f"{', '.join(result.outputs)}; onnxruntime vs {label} on a batch of {args.batch}: max abs diff "
+          f"{result.max_abs_diff:.2e} <= {result.tolerance:g}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -325,10 +293,6 @@ def cmd_convert(args) -> int:
     from . import convert
 
     return convert.main(args, load_spec=lambda **extra: _load(args.variant, args, **extra))
-
-
-class _Disagree(Exception):
-    """The exported file does not reproduce the framework (exit 1, no file)."""
 
 
 def cmd_check(args) -> int:

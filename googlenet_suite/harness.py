@@ -9,16 +9,20 @@ activation against the reference, on one input batch.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 import shared_spec
+from shared_spec import contract
+from shared_spec.files import atomic_write
 
 from . import frameworks as fw_registry
 
@@ -248,3 +252,99 @@ def compare(variants: list[shared_spec.Spec], keys: list[str], **options) -> dic
         "agree": all(r["agree"] for r in reports),
         "variants": reports,
     }
+
+
+# --------------------------------------------------------------------------- ONNX export
+
+
+def exporter(framework: str):
+    """``framework``'s ONNX exporter module (``OPSET``, ``OPSETS``, ``export_onnx``); a missing framework or
+    exporter package (tf2onnx for Keras) is :class:`frameworks.FrameworkMissing` with its install hint."""
+    fw_registry.load(framework)
+    try:
+        return fw_registry.part(framework, "onnx_export")
+    except ModuleNotFoundError as exc:
+        label = fw_registry.FRAMEWORKS[framework].label
+        raise fw_registry.FrameworkMissing(f"the {label} exporter needs {exc.name}: "
+                                           f"pip install -c constraints.txt '.[export]'") from None
+
+
+def export_onnx(framework: str, model, path: str | os.PathLike, *, opset: int | None = None, aux: bool) -> None:
+    """Write ``model`` with ``framework``'s exporter, then give the file the suite's interface: input ``x``,
+    outputs ``logits`` and each aux head (:func:`shared_spec.contract.onnx_output_names`). The renaming is
+    here, not in each exporter, so no ``impl_X`` needs ``impl_onnx``."""
+    module = exporter(framework)
+    module.export_onnx(model, path, opset=module.OPSET if opset is None else opset, aux=aux)
+    spec = contract.check_model_spec(model, fw_registry.FRAMEWORKS[framework].module)
+    fw_registry.part("onnx", "verify").rename_io(path, "x", contract.onnx_output_names(spec, aux))
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """What :func:`export_verified` wrote (or would have): the file, where its weights came from, and the
+    largest difference between onnxruntime and the framework on the verification batch."""
+
+    path: Path
+    framework: str
+    variant: str
+    source: str
+    opset: int
+    outputs: tuple[str, ...]
+    batch: int
+    max_abs_diff: float
+    tolerance: float
+
+    @property
+    def agree(self) -> bool:
+        return bool(self.max_abs_diff <= self.tolerance)  # NaN never agrees
+
+
+def export_verified(spec: shared_spec.Spec, framework: str, output: str | os.PathLike, *,
+                    weights: str | os.PathLike | None = None, seed: int = 0, opset: int | None = None,
+                    batch: int = 2, tolerance: float = TOLERANCE) -> Export:
+    """Export ``framework``'s model of ``spec`` to ``output`` and run the file in onnxruntime against the
+    framework on a batch of ``batch``. The file appears only when they agree within ``tolerance``.
+
+    Weights: the file ``weights``, else :func:`reference_weights` (seeded; BatchNorm calibrated where the
+    framework trains, as compare makes them: fresh statistics give logits near 0, which prove nothing)."""
+    if batch < 1:
+        raise contract.ContractError(f"batch must be >= 1. Received: batch={batch}")
+    for key in fw_registry.import_order([framework, "onnx"]):  # onnxruntime runs every export
+        fw_registry.load(key)
+    module = exporter(framework)
+    opset = module.OPSET if opset is None else opset
+    if isinstance(opset, bool) or opset not in module.OPSETS:
+        raise contract.ContractError(f"the {fw_registry.FRAMEWORKS[framework].label} exporter writes opset "
+                                     f"{module.OPSETS.start}..{module.OPSETS[-1]}. Received: opset={opset}")
+    mod = fw_registry.load(framework)
+    model = mod.build(spec, device="cpu", seed=seed)
+    if weights is not None:
+        mod.load_weights(model, weights)
+        source = str(weights)
+    else:
+        mod.import_weights(model, reference_weights(spec, framework, seed=seed, device="cpu"))
+        source = weights_source(spec, framework, seed)
+    x = input_batch(spec, batch, seed)
+    expected = {"logits": np.asarray(mod.forward(model, x))}
+    if spec.aux_logits:
+        outputs = mod.layer_outputs(model, x)
+        expected.update({head.name: outputs[head.name] for head in spec.aux_heads})
+    verify = fw_registry.part("onnx", "verify")
+    found = {}
+
+    def write(tmp):
+        export_onnx(framework, model, tmp, opset=opset, aux=spec.aux_logits)
+        found["diff"] = verify.verify(tmp, x, expected)
+        if not found["diff"] <= tolerance:
+            raise _Disagree()
+
+    try:
+        atomic_write(Path(output), write)
+    except _Disagree:
+        pass
+    return Export(Path(output), framework, spec.variant, source, opset, tuple(expected), batch, found["diff"],
+                  tolerance)
+
+
+class _Disagree(Exception):
+    """The exported file does not reproduce the framework: ``atomic_write`` leaves no file."""

@@ -93,8 +93,6 @@ def export_onnx(model: GoogLeNet, path: str | os.PathLike, *, opset: int, aux: b
 
     mx2onnx (MXNet 1.9.1) has converters for opsets 12 and 13 only: another ``opset`` is a ``ValueError``.
     """
-    from impl_onnx.verify import rename_io
-
     spec = C.check_export(model, "impl_mxnet", aux=aux, opset=opset, opsets=OPSETS)  # mx2onnx: 12 or 13 only
     sym = symbol(model, aux)
     params = {p.name: p.data(p.list_ctx()[0]).as_in_context(mx.cpu()) for p in model.collect_params().values()}
@@ -113,8 +111,7 @@ def export_onnx(model: GoogLeNet, path: str | os.PathLike, *, opset: int, aux: b
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
                                    producer_name="mx2onnx", producer_version=mx.__version__)
     onnx.save_model(model, os.fspath(path))
-    rename_io(path, "x", output_names(spec, aux))
 
 
-OPSETS = (12, 13)
+OPSETS = range(12, 14)  # mx2onnx (MXNet 1.9.1) has converters for opsets 12 and 13 only
 OPSET = 13  # the opset `googlenet-suite export` writes unless --opset says otherwise

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 
+import onnx
+
 from shared_spec import contract as C
 
 from . import api
-from .builder import OPSET
+from .builder import MIN_OPSET, OPSET
 
-__all__ = ["OPSET", "export_onnx"]
+__all__ = ["OPSET", "OPSETS", "export_onnx"]
+
+OPSETS = range(MIN_OPSET, onnx.defs.onnx_opset_version() + 1)
 
 
 def export_onnx(model: api.OnnxModel, path: str | os.PathLike, *, opset: int, aux: bool) -> None:

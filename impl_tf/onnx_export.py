@@ -17,6 +17,7 @@ from shared_spec import contract as C
 
 
 OPSET = 17  # the opset `googlenet-suite export` writes unless --opset says otherwise
+OPSETS = range(13, 19)  # tf2onnx 1.17 writes up to 18; 13 is the oldest with Pad and Split taking inputs
 
 
 output_names = C.onnx_output_names
@@ -26,9 +27,7 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, *, opset: int, aux:
     """Write ``model`` (eval mode, NCHW input) to ``path``; ``aux=True`` needs a model built with aux heads."""
     import tf2onnx
 
-    from impl_onnx.verify import rename_io
-
-    spec = C.check_export(model, "impl_tf", aux=aux, opset=opset)
+    spec = C.check_export(model, "impl_tf", aux=aux, opset=opset, opsets=OPSETS)
     # every graph output of the functional model (main logits, then the aux heads), whatever its call picks
     plain = keras.Model(model.inputs, model.outputs)
     count = len(output_names(spec, aux))
@@ -41,4 +40,3 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, *, opset: int, aux:
         return [tf.identity(o) for o in outputs[:count]]
 
     tf2onnx.convert.from_function(nchw_model, input_signature=signature, opset=opset, output_path=os.fspath(path))
-    rename_io(path, "x", output_names(spec, aux))

@@ -16,6 +16,7 @@ import os
 
 import torch
 from torch import nn
+from torch.onnx import _constants as onnx_constants
 
 from shared_spec import contract as C
 
@@ -68,6 +69,9 @@ class _Outputs(nn.Module):
 
 
 OPSET = 17  # the opset `googlenet-suite export` writes unless --opset says otherwise
+#: torch.onnx's TorchScript exporter writes up to opset 20; 13 is the oldest the suite's graphs need (Pad and Split
+#: taking their sizes as inputs)
+OPSETS = range(13, onnx_constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET + 1)
 
 
 output_names = C.onnx_output_names
@@ -75,7 +79,7 @@ output_names = C.onnx_output_names
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int, aux: bool) -> None:
     """Write ``model`` (eval mode) to ``path``; ``aux=True`` needs a model built with ``aux_logits``."""
-    spec = C.check_export(model, "impl_torch", aux=aux, opset=opset)
+    spec = C.check_export(model, "impl_torch", aux=aux, opset=opset, opsets=OPSETS)
     wrapper = _Outputs(exportable_copy(model), aux).eval()
     x = torch.zeros((1, *spec.input_shape), dtype=torch.float32)
     names = output_names(spec, aux)

@@ -27,6 +27,7 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 import shared_spec  # noqa: E402
+from googlenet_suite import cli, harness  # noqa: E402
 from impl_onnx import verify as V  # noqa: E402
 
 pytestmark = pytest.mark.onnx
@@ -91,7 +92,6 @@ def test_export_runs_in_onnxruntime_like_the_framework(framework, variant, aux, 
     monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", "false")
     pytest.importorskip(needs, reason=f"{needs} is not installed")
     mod = importlib.import_module(package)
-    exporter = importlib.import_module(f"{package}.onnx_export")
     spec = _spec(variant, aux)
     model = mod.build(spec, device="cpu", seed=0)
     weights = weights_for(spec)
@@ -99,7 +99,7 @@ def test_export_runs_in_onnxruntime_like_the_framework(framework, variant, aux, 
         mod.import_weights(model, weights)
     x = _batch(spec, 2, seed=1)
     path = tmp_path / f"{framework}-{variant}.onnx"
-    exporter.export_onnx(model, path, opset=opset, aux=aux)
+    harness.export_onnx(framework, model, path, opset=opset, aux=aux)  # the exporter, then the suite's names
     expected = {"logits": mod.forward(model, x)}
     if aux:
         outs = mod.layer_outputs(model, x)
@@ -155,6 +155,49 @@ def test_foreign_model_and_unknown_opset(tmp_path):
         V.verify(good, np.ones((2, 3, 4, 4), np.float32), {"aux1": np.ones((2, 3, 4, 4), np.float32)})
     with pytest.raises(ValueError, match=r"Received: x\.shape=\(2, 3, 5, 5\)"):
         V.run_file(good, np.ones((2, 3, 5, 5), np.float32))
+
+
+def test_nan_never_verifies(tmp_path):
+    """A NaN in the file's output or in the expected one is a NaN difference, which fails ``<= tolerance``."""
+    good = _tiny_model(tmp_path / "good.onnx")
+    x = np.ones((2, 3, 4, 4), np.float32)
+    nan = x.copy()
+    nan[0, 0, 0, 0] = np.nan
+    assert np.isnan(V.verify(good, x, {"logits": nan}))
+    assert np.isnan(V.verify(good, nan, {"logits": x}))
+    assert not V.verify(good, nan, {"logits": nan}) <= TOL
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf", "mxnet", "onnx"])
+@pytest.mark.parametrize("opset", ["0", "-1", "999"])
+def test_export_refuses_an_opset_its_exporter_cannot_write(framework, opset, tmp_path, capsys):
+    needs = {"torch": "torch", "tf": "tf2onnx", "mxnet": "mxnet", "onnx": "onnx"}[framework]
+    pytest.importorskip(needs, reason=f"{needs} is not installed")
+    out = tmp_path / "m.onnx"
+    code = cli.main(["export", "d2l", "--framework", framework, "--opset", opset, "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and f"Received: opset={opset}" in err[0], err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_export_with_nan_weights_is_not_written(tmp_path, capsys):
+    pytest.importorskip("torch")
+    import impl_torch
+
+    spec = shared_spec.load("d2l")
+    model = impl_torch.build(spec, seed=0)
+    weights = impl_torch.export_weights(model)
+    first = next(iter(weights))
+    weights[first] = np.full_like(weights[first], np.nan)
+    impl_torch.import_weights(model, weights)
+    impl_torch.save_weights(model, tmp_path / "nan.safetensors")
+    out = tmp_path / "nan.onnx"
+    code = cli.main(["export", "d2l", "--framework", "torch", "--weights", str(tmp_path / "nan.safetensors"),
+                     "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "nan > 0.0001" in err and "not written" in err, err
+    assert not out.exists()
 
 
 def test_impl_onnx_file_verifies(tmp_path):
