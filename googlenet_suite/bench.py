@@ -39,7 +39,6 @@ from shared_spec import contract
 from . import frameworks as fw_registry
 from . import harness
 from . import render
-from .console import UsageError, progress, write_file
 
 HAND_WRITTEN_VARIANT = "googlenet"  # the hand-written models are torchvision's GoogLeNet
 RATIO_LIMIT = 1.02
@@ -385,23 +384,3 @@ def plot(result: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
-
-
-def main(args, *, load_spec, write_output) -> int:
-    keys = fw_registry.parse_frameworks(args.frameworks, capability="bench")
-    if any(b < 1 for b in args.batch):
-        raise UsageError(f"--batch must be >= 1. Received: --batch {' '.join(map(str, args.batch))}")
-    if args.repeats < 1 or args.warmup < 0:
-        raise UsageError(f"--repeats must be >= 1 and --warmup >= 0. Received: --repeats {args.repeats} "
-                         f"--warmup {args.warmup}")
-    if args.plot and not args.plot.endswith(".png"):
-        raise UsageError(f"--plot: expected a .png file name. Received: --plot {args.plot}")
-    specs = [load_spec(name) for name in (args.variants or [None])]
-    modes = {"both": ["plain", "fast"], "all": list(MODES)}.get(args.mode, [args.mode])
-    result = run(specs, keys, batches=args.batch, modes=modes, device=args.device, repeats=args.repeats,
-                 warmup=args.warmup, train=not args.no_train, handwritten=not args.no_handwritten,
-                 exports=not args.no_exports, progress=progress())
-    write_output(render_result(result, args.format), args.output)
-    if args.plot:
-        write_file(Path(args.plot), lambda tmp: plot(result, tmp))
-    return 0

@@ -316,7 +316,23 @@ def cmd_check(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench
 
-    return bench.main(args, load_spec=lambda name: _load(name, args), write_output=_write_output)
+    keys = fw_registry.parse_frameworks(args.frameworks, capability="bench")
+    if any(b < 1 for b in args.batch):
+        raise UsageError(f"--batch must be >= 1. Received: --batch {' '.join(map(str, args.batch))}")
+    if args.repeats < 1 or args.warmup < 0:
+        raise UsageError(f"--repeats must be >= 1 and --warmup >= 0. Received: --repeats {args.repeats} "
+                         f"--warmup {args.warmup}")
+    if args.plot and not args.plot.endswith(".png"):
+        raise UsageError(f"--plot: expected a .png file name. Received: --plot {args.plot}")
+    specs = [_load(name, args) for name in (args.variants or [None])]
+    modes = {"both": ["plain", "fast"], "all": list(bench.MODES)}.get(args.mode, [args.mode])
+    result = bench.run(specs, keys, batches=args.batch, modes=modes, device=args.device, repeats=args.repeats,
+                       warmup=args.warmup, train=not args.no_train, handwritten=not args.no_handwritten,
+                       exports=not args.no_exports, progress=_progress())
+    _write_output(bench.render_result(result, args.format), args.output)
+    if args.plot:
+        _atomic_write(Path(args.plot), lambda tmp: bench.plot(result, tmp), "--plot")
+    return EXIT_OK
 
 
 def _train_errors():
