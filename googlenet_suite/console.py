@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from shared_spec.errors import InputError
 from shared_spec.files import atomic_write
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """Bad command-line input (exit code 2)."""
 
 

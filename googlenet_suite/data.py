@@ -29,6 +29,8 @@ from typing import Iterator
 
 import numpy as np
 
+from shared_spec.errors import InputError
+
 DATASETS = ("fashion-mnist", "cifar10", "synthetic")
 
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -68,7 +70,7 @@ _RESIZE_CHUNK = 256  # images per step of ``preprocess``: bounds its temporaries
 _DOWNLOAD_BLOCK = 1 << 16
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A data set that cannot be read or fetched: one line naming the file and what is wrong (exit code 2)."""
 
 

@@ -13,6 +13,8 @@ import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 
+from shared_spec.errors import InputError, SuiteError
+
 
 #: What an implementation can do beyond the inference contract (build, forward, layer_outputs, weights,
 #: counts): ``train`` is ``train_step`` and the ``impl_X.train`` loop; ``bench`` is an ``impl_X.bench`` runner
@@ -54,11 +56,11 @@ def import_order(keys: list[str]) -> list[str]:
     return sorted(keys, key=lambda key: not FRAMEWORKS[key].import_first)
 
 
-class FrameworkMissing(RuntimeError):
+class FrameworkMissing(SuiteError, RuntimeError):
     """The framework is not installed in this environment."""
 
 
-class RegistryError(ValueError):
+class RegistryError(InputError):
     """A framework name or choice the registry cannot serve (bad input, exit 2)."""
 
 

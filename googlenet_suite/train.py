@@ -51,7 +51,7 @@ EVAL_BATCH = 256
 LOG_FIELDS = ("epoch", "loss", "train_acc", "test_loss", "test_acc", "examples_per_s", "seconds", "steps")
 
 
-class TrainError(ValueError):
+class TrainError(shared_spec.InputError):
     """Bad training input (a recipe value, a checkpoint): one line, exit code 2."""
 
 

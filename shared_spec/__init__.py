@@ -8,6 +8,7 @@ Imports no deep-learning framework::
     report.params, report.layer("inception3a").out_shape
 """
 
+from .errors import InputError, SuiteError
 from .loader import (MAX_DEPTH, MAX_LAYERS, MAX_MEMORY_BYTES, MAX_SPEC_BYTES, check_memory, default_variant,
                      list_variants, load, read_document)
 from .oracle import (Analysis, LayerInfo, MemoryEstimate, analyze, ceil_extra_padding, memory_estimate, min_input_size,
@@ -21,8 +22,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AdaptiveAvgPool", "Analysis", "Aux", "BUILTIN_SPEC", "BatchNorm", "Branch", "Concat", "Conv", "Dense",
     "Dropout", "Flatten", "GlobalAvgPool", "Init", "LRN", "Layer", "LayerInfo", "OVERRIDES", "Pool",
-    "SCHEMA_FILE", "Spec", "SpecError", "TransformInput", "__version__", "analyze", "ceil_extra_padding", "default_variant",
-    "is_buffer", "list_variants", "load", "min_input_size", "pool_output_size", "read_document", "with_bn_momentum",
+    "SCHEMA_FILE", "Spec", "SpecError", "TransformInput", "__version__", "analyze", "ceil_extra_padding",
+    "default_variant", "is_buffer", "list_variants", "load", "min_input_size", "pool_output_size", "read_document",
+    "with_bn_momentum",
+    # the suite's exception root and its bad-input branch (errors.py)
+    "InputError", "SuiteError",
     # limits and the memory estimate (every bad input is a one-line SpecError)
     "MAX_DEPTH", "MAX_LAYERS", "MAX_MEMORY_BYTES", "MAX_SPEC_BYTES", "MemoryEstimate", "check_memory",
     "memory_estimate",

@@ -16,13 +16,14 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .errors import InputError
 from .spec import Spec, SpecError
 
 DEVICES = ("auto", "cpu", "gpu")
 ACTIVATIONS = ("relu",)
 
 
-class ContractError(ValueError):
+class ContractError(InputError):
     """A bad argument to a contract function. One line, ending in ``Received: name=value``."""
 
 

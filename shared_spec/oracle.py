@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .errors import SuiteError
 from .spec import (AdaptiveAvgPool, Aux, Concat, Conv, Dense, Dropout, Flatten, GlobalAvgPool, Layer, LRN, Pool,
                    Spec, SpecError, TransformInput, ceil_div)
 
 Shape = tuple[int, ...]
 
 
-class ShapeError(ValueError):
+class ShapeError(SuiteError, ValueError):
     """A layer cannot take the shape it is given."""
 
     def __init__(self, message: str, layer: Layer | None = None):

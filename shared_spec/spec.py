@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Union
 
+from .errors import InputError
+
 HERE = Path(__file__).resolve().parent
 BUILTIN_SPEC = HERE / "googlenet.json"
 SCHEMA_FILE = HERE / "schema.json"
@@ -25,7 +27,7 @@ OVERRIDES = ("num_classes", "in_channels", "input_size", "aux_logits", "dropout"
 MAX_MESSAGE = 300  # characters in an error message; longer ones are cut with "…"
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A spec file, a variant name or an override is wrong. The message is one line of at most
     :data:`MAX_MESSAGE` characters (line breaks become spaces; a longer message is cut with "…")."""
 
