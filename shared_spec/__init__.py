@@ -9,10 +9,11 @@ Imports no deep-learning framework::
 """
 
 from .errors import InputError, SuiteError
-from .loader import (MAX_DEPTH, MAX_LAYERS, MAX_MEMORY_BYTES, MAX_SPEC_BYTES, check_memory, default_variant,
-                     list_variants, load, read_document)
+from .jsonfile import MAX_DEPTH, MAX_SPEC_BYTES
+from .loader import MAX_MEMORY_BYTES, check_memory, default_variant, list_variants, load, read_document
 from .oracle import (Analysis, LayerInfo, MemoryEstimate, analyze, ceil_extra_padding, memory_estimate, min_input_size,
                      pool_output_size)
+from .resolver import MAX_LAYERS
 from .spec import (BUILTIN_SPEC, OVERRIDES, SCHEMA_FILE, AdaptiveAvgPool, Aux, BatchNorm, Branch, Concat, Conv, Dense,
                    Dropout, Flatten, GlobalAvgPool, Init, Layer, LRN, Pool, Spec, SpecError, TransformInput,
                    is_buffer, with_bn_momentum)

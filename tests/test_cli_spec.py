@@ -99,3 +99,16 @@ def test_broken_spec_file_via_console_script(tmp_path):
     assert proc.returncode == 2
     assert "broken.json: line 1 column 3: malformed JSON" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_inspect_spec_file_and_a_variant_named_like_a_file(capsys, write_spec, tmp_path, monkeypatch):
+    """``--spec`` is the one way to name a file: ``inspect --spec my.json x.json`` is variant ``x.json`` of my.json."""
+    monkeypatch.chdir(tmp_path)
+    write_spec(name="x.json")  # a file of that name is there, and is not read
+    write_spec(lambda d: d["variants"].update({"x.json": d["variants"]["d2l"]}), name="my.json")
+    code, out, _ = run(capsys, "inspect", "--spec", "my.json", "x.json", "--format", "json")
+    assert code == 0 and json.loads(out)["variant"] == "x.json"
+    code, _, err = run(capsys, "inspect", "--spec", "my.json", "y.json")
+    assert code == 2 and "my.json: unknown variant 'y.json'; known variants: googlenet," in err
+    code, _, err = run(capsys, "inspect", "x.json")  # the built-in spec has no variant of that name
+    assert code == 2 and "unknown variant 'x.json'; known variants: googlenet," in err

@@ -93,7 +93,7 @@ V3_STYLE = {
 def test_inception_v3_style_blocks_are_just_json(tmp_path):
     path = tmp_path / "v3.json"
     path.write_text(json.dumps(V3_STYLE))
-    spec = shared_spec.load(path)
+    spec = shared_spec.load(spec_file=path)
     report = shared_spec.analyze(spec)
     assert report.layer("mixed1").out_shape == (32 + 32 + 24, 35, 35)
     assert report.layer("mixed1.split.fork").out_shape == (32, 35, 35)

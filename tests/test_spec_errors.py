@@ -389,3 +389,15 @@ def test_atomic_write_keeps_an_existing_files_mode_and_cleans_up(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(target, fail)
     assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_a_variant_name_is_a_name_whatever_it_ends_with(write_spec, tmp_path, monkeypatch):
+    """One way to name a spec file, ``spec_file=``: ``"x.json"`` is the variant named so, never a path."""
+    monkeypatch.chdir(tmp_path)
+    write_spec(name="other.json")  # a real file named like the variant asked for: it must not be read
+    mine = write_spec(lambda d: d["variants"].update({"x.json": d["variants"]["d2l"]}), name="mine.json")
+    assert shared_spec.load("x.json", spec_file=mine).variant == "x.json"
+    message = _load_error(mine, variant="other.json")
+    assert "mine.json: unknown variant 'other.json'; known variants: googlenet," in message
+    message = _load_error(None, variant="other.json:d2l")  # the FILE:VARIANT form is gone too
+    assert "unknown variant 'other.json:d2l'; known variants: googlenet," in message

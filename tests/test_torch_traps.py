@@ -185,7 +185,7 @@ ASYMMETRIC = {
 def test_asymmetric_padding(tmp_path):
     path = tmp_path / "asym.json"
     path.write_text(json.dumps(ASYMMETRIC))
-    spec = shared_spec.load(str(path))
+    spec = shared_spec.load(spec_file=path)
     report = shared_spec.analyze(spec)
     model = impl_torch.build(spec, device="cpu", seed=0)
     x = batch(spec)
@@ -390,7 +390,7 @@ def test_name_clashing_with_torch_attribute_is_a_value_error(tmp_path):
     path = tmp_path / "clash.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="Received: name='eval'"):
-        impl_torch.build(shared_spec.load(str(path)), device="cpu")
+        impl_torch.build(shared_spec.load(spec_file=path), device="cpu")
 
 
 # --------------------------------------------------------------------------- training step
