@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 import shared_spec
-from shared_spec import contract
+from shared_spec import contract, protocol
 
 from . import frameworks as fw_registry
 from . import harness
@@ -42,8 +42,8 @@ from . import render
 
 HAND_WRITTEN_VARIANT = "googlenet"  # the hand-written models are torchvision's GoogLeNet
 RATIO_LIMIT = 1.02
-SOURCES = contract.BENCH_SOURCES
-MODES = contract.BENCH_MODES
+SOURCES = protocol.BENCH_SOURCES
+MODES = protocol.BENCH_MODES
 DEVICES = contract.DEVICES
 
 
@@ -156,7 +156,7 @@ def bench_group(key: str, spec: shared_spec.Spec, *, sources: list[str], mode: s
             row["train"] = {**t, "images_per_s": batch / t["median_s"], "times_s": step[source]}
         for part in ("forward", "train"):
             if part in row:  # achieved GFLOP/s from the oracle's multiply-adds
-                work = contract.TRAIN_WORK if part == "train" else 1
+                work = protocol.TRAIN_WORK if part == "train" else 1
                 row[part]["gflops"] = 2 * work * macs * row[part]["images_per_s"] / 1e9
         row["peak_gpu_bytes"] = runner.peak_gpu_bytes()
         row["peak_rss_bytes"] = peak_rss_bytes()  # of the group: spec-built and hand-written live together
@@ -325,10 +325,10 @@ def render_result(result: dict, fmt: str) -> str:
     if peaks:
         rows = [[key, f"{p['float32']:.1f}" if p.get("float32") else "-",
                  f"{p['bfloat16']:.1f}" if p.get("bfloat16") else "- (no bf16 path here)"] for key, p in peaks.items()]
-        n, conv = contract.PEAK_MATMUL, "x".join(map(str, contract.PEAK_CONV))
+        n, conv = protocol.PEAK_MATMUL, "x".join(map(str, protocol.PEAK_CONV))
         text += "\n" + render.render_table(f"peak: the faster of a {n}x{n} matmul and a 3x3 conv {conv} "
                                            f"(batch x channels x side), best of "
-                                           f"{contract.PEAK_REPEATS}, GFLOP/s (% peak above: of fp32; bf16 rows of bf16 where "
+                                           f"{protocol.PEAK_REPEATS}, GFLOP/s (% peak above: of fp32; bf16 rows of bf16 where "
                                            f"there is a bf16 peak)",
                                            ["framework", "fp32", "bf16"], rows, fmt)
     if result["speedups"]:

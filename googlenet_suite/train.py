@@ -36,7 +36,8 @@ import numpy as np
 
 import shared_spec
 from shared_spec import weights as W
-from shared_spec.contract import ContractError, EpochStats  # noqa: F401  (EpochStats: what the loops return)
+from shared_spec.contract import ContractError
+from shared_spec.protocol import EpochStats  # noqa: F401  (what the loops return)
 
 from . import data
 from . import frameworks as fw_registry

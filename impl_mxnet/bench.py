@@ -26,9 +26,9 @@ from mxnet import autograd, gluon
 from mxnet.contrib import amp
 
 import shared_spec
-from shared_spec import contract
+from shared_spec import contract, protocol
 
-from shared_spec.contract import against_fp32, bench_model, best_gflops, check_bench_options, \
+from shared_spec.protocol import against_fp32, bench_model, best_gflops, check_bench_options, \
     check_bf16_path, compile_now, cpu_has_bf16
 
 from .builder import build
@@ -52,7 +52,7 @@ def _gpu_used(ctx: mx.Context) -> int:
 
 
 class Runner:
-    precision: dict | None = None  # mode "bf16": the logits against fp32 (contract.against_fp32)
+    precision: dict | None = None  # mode "bf16": the logits against fp32 (protocol.against_fp32)
 
     def __init__(self, net: gluon.HybridBlock, spec: shared_spec.Spec, *, ctx: mx.Context, mode: str, batch: int,
                  train: bool, aux_weights: tuple[float, ...] = (), gpu_baseline: int = 0):
@@ -115,14 +115,14 @@ class Runner:
 
 def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     """This machine's reachable rate in MXNet (GFLOP/s): the faster of a large matmul and a 3x3 convolution
-    (``contract.PEAK_MATMUL``, ``PEAK_CONV``); None for bf16 (MXNet 1.9's NDArray ``dot`` takes float16/32/64;
+    (``protocol.PEAK_MATMUL``, ``PEAK_CONV``); None for bf16 (MXNet 1.9's NDArray ``dot`` takes float16/32/64;
     its bf16 is a oneDNN AMP graph pass, not an array type)."""
     ctx = resolve_device(device)
     if dtype == "bfloat16":
         return None
-    n, rng = contract.PEAK_MATMUL, np.random.default_rng(SEED)
+    n, rng = protocol.PEAK_MATMUL, np.random.default_rng(SEED)
     a, b = (mx.nd.array(rng.standard_normal((n, n)), ctx=ctx, dtype=dtype) for _ in range(2))
-    batch, channels, side = contract.PEAK_CONV
+    batch, channels, side = protocol.PEAK_CONV
     x = mx.nd.array(rng.standard_normal((batch, channels, side, side)), ctx=ctx, dtype=dtype)
     w = mx.nd.array(rng.standard_normal((channels, channels, 3, 3)), ctx=ctx, dtype=dtype)
     mx.nd.waitall()
@@ -133,7 +133,7 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     def conv():
         mx.nd.Convolution(x, w, kernel=(3, 3), pad=(1, 1), num_filter=channels, no_bias=True).wait_to_read()
 
-    return max(best_gflops(matmul, n), best_gflops(conv, flops=contract.conv_flops()))
+    return max(best_gflops(matmul, n), best_gflops(conv, flops=protocol.conv_flops()))
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

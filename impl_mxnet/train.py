@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 import impl_mxnet
 
-from shared_spec.contract import EpochStats
+from shared_spec.protocol import EpochStats
 
 
 def batchify(preprocess, resize: int):

@@ -22,9 +22,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 import shared_spec
-from shared_spec import contract
+from shared_spec import contract, protocol
 
-from shared_spec.contract import best_gflops, check_bench_options
+from shared_spec.protocol import best_gflops, check_bench_options
 
 from . import builder as B
 from .api import build
@@ -83,11 +83,11 @@ def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch
 
 def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     """This machine's reachable rate in onnxruntime (GFLOP/s): the faster of one MatMul node and one 3x3 Conv
-    node (``contract.PEAK_MATMUL``, ``PEAK_CONV``); fp32 only."""
+    node (``protocol.PEAK_MATMUL``, ``PEAK_CONV``); fp32 only."""
     if dtype != "float32":
         return None
-    n = contract.PEAK_MATMUL  # read at call time (tests make it small)
-    batch, channels, side = contract.PEAK_CONV
+    n = protocol.PEAK_MATMUL  # read at call time (tests make it small)
+    batch, channels, side = protocol.PEAK_CONV
     rng = np.random.default_rng(SEED)
     shapes = {"matmul": ([n, n], [n, n], [n, n]),
               "conv": ([batch, channels, side, side], [channels, channels, 3, 3], [batch, channels, side, side])}
@@ -103,5 +103,5 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
         session = _session(proto.SerializeToString(), resolve_device(device), "fast")
         feed = {"a": rng.standard_normal(a, dtype=np.float32), "b": rng.standard_normal(b, dtype=np.float32)}
         rates.append(best_gflops(lambda: session.run(["c"], feed), n,
-                                 flops=None if op == "matmul" else contract.conv_flops()))
+                                 flops=None if op == "matmul" else protocol.conv_flops()))
     return max(rates)

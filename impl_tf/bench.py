@@ -32,9 +32,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import shared_spec  # noqa: E402
-from shared_spec import contract  # noqa: E402
+from shared_spec import protocol  # noqa: E402
 
-from shared_spec.contract import (against_fp32, bench_model, best_gflops, check_bench_options,  # noqa: E402
+from shared_spec.protocol import (against_fp32, bench_model, best_gflops, check_bench_options,  # noqa: E402
                                   check_bf16_path, compile_now, cpu_has_bf16)
 
 from .builder import build  # noqa: E402
@@ -52,7 +52,7 @@ def trainable_params(model: keras.Model) -> int:
 
 
 class Runner:
-    precision: dict | None = None  # mode "bf16": the logits against fp32 (contract.against_fp32)
+    precision: dict | None = None  # mode "bf16": the logits against fp32 (protocol.against_fp32)
 
     def __init__(self, model: keras.Model, spec: shared_spec.Spec, *, target: str, mode: str, batch: int,
                  train: bool, aux_weights: tuple[float, ...] = (), reference: keras.Model | None = None):
@@ -117,15 +117,15 @@ class Runner:
 
 def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     """This machine's reachable rate in TensorFlow (GFLOP/s): the faster of a large matmul and a 3x3
-    convolution (``contract.PEAK_MATMUL``, ``PEAK_CONV``); None where ``dtype`` has no fast path."""
+    convolution (``protocol.PEAK_MATMUL``, ``PEAK_CONV``); None where ``dtype`` has no fast path."""
     target = resolve_device(device)
     if dtype == "bfloat16" and "GPU" not in target and not cpu_has_bf16():
         return None
-    n, rng = contract.PEAK_MATMUL, np.random.default_rng(SEED)
+    n, rng = protocol.PEAK_MATMUL, np.random.default_rng(SEED)
     with tf.device(target):
         a, b = (tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype) for _ in range(2))
 
-        batch, channels, side = contract.PEAK_CONV
+        batch, channels, side = protocol.PEAK_CONV
         x = tf.cast(tf.constant(rng.standard_normal((batch, side, side, channels), dtype=np.float32)), dtype)
         w = tf.cast(tf.constant(rng.standard_normal((3, 3, channels, channels), dtype=np.float32)), dtype)
 
@@ -137,7 +137,7 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
         with tf.device(target):
             tf.nn.conv2d(x, w, strides=1, padding="SAME").numpy()  # 'same' at stride 1, 3x3: padding 1
 
-    return max(best_gflops(matmul, n), best_gflops(conv, flops=contract.conv_flops()))
+    return max(best_gflops(matmul, n), best_gflops(conv, flops=protocol.conv_flops()))
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

@@ -21,7 +21,7 @@ from tqdm import tqdm  # noqa: E402
 
 import impl_tf  # noqa: E402
 
-from shared_spec.contract import EpochStats  # noqa: E402
+from shared_spec.protocol import EpochStats  # noqa: E402
 
 
 def make_dataset(ds, order, *, preprocess, batch: int, resize: int, outputs: int) -> tf.data.Dataset:

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import shared_spec
-from shared_spec import contract
+from shared_spec import protocol
 
-from shared_spec.contract import against_fp32, bench_model, best_gflops, check_bench_options, \
+from shared_spec.protocol import against_fp32, bench_model, best_gflops, check_bench_options, \
     check_bf16_path, compile_now, cpu_has_bf16
 
 from .builder import build, resolve_device
@@ -45,7 +45,7 @@ def _logits(out):
 
 
 class Runner:
-    precision: dict | None = None  # mode "bf16": the logits against fp32 (contract.against_fp32)
+    precision: dict | None = None  # mode "bf16": the logits against fp32 (protocol.against_fp32)
 
     def __init__(self, model: nn.Module, spec: shared_spec.Spec, *, mode: str, batch: int, train: bool,
                  aux_weights: tuple[float, ...] = ()):
@@ -118,16 +118,16 @@ def use_all_cores() -> None:
 
 def peak_gflops(device: str, dtype: str = "float32") -> float | None:
     """This machine's reachable rate in PyTorch (GFLOP/s): the faster of a large matmul and a 3x3 convolution
-    (``contract.PEAK_MATMUL``, ``PEAK_CONV``); None where ``dtype`` has no fast path (bf16 on a CPU without
+    (``protocol.PEAK_MATMUL``, ``PEAK_CONV``); None where ``dtype`` has no fast path (bf16 on a CPU without
     AVX512_BF16/AMX)."""
     target = resolve_device(device)
     if dtype == "bfloat16" and target.type == "cpu" and not cpu_has_bf16():
         return None
     use_all_cores()
-    n, generator = contract.PEAK_MATMUL, torch.Generator().manual_seed(SEED)
+    n, generator = protocol.PEAK_MATMUL, torch.Generator().manual_seed(SEED)
     a, b = (torch.randn(n, n, generator=generator).to(target, getattr(torch, dtype)) for _ in range(2))
 
-    batch, channels, side = contract.PEAK_CONV
+    batch, channels, side = protocol.PEAK_CONV
     x = torch.randn(batch, channels, side, side, generator=generator).to(target, getattr(torch, dtype))
     w = torch.randn(channels, channels, 3, 3, generator=generator).to(target, getattr(torch, dtype))
     x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
@@ -141,7 +141,7 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
         return call
 
     return max(best_gflops(timed(lambda: a @ b), n),
-               best_gflops(timed(lambda: F.conv2d(x, w, padding=1)), flops=contract.conv_flops()))
+               best_gflops(timed(lambda: F.conv2d(x, w, padding=1)), flops=protocol.conv_flops()))
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

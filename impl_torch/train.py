@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 import impl_torch
 
-from shared_spec.contract import ContractError, EpochStats
+from shared_spec.contract import ContractError
+from shared_spec.protocol import EpochStats
 
 
 class Images(Dataset):

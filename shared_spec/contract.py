@@ -11,7 +11,6 @@ its framework sees a GPU).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -150,141 +149,8 @@ def onnx_output_names(spec: Spec, aux: bool) -> list[str]:
     return ["logits", *(head.name for head in spec.aux_heads)] if aux else ["logits"]
 
 
-# --------------------------------------------------------------------------- bench runners
-
-BENCH_SOURCES = ("spec", "hand")
-#: plain: eager fp32 as a beginner writes it; fast: the framework's fastest fp32 path; bf16: that path computing
-#: in bfloat16 (fp32 weights), where the device has bf16 instructions
-BENCH_MODES = ("plain", "fast", "bf16")
-#: the square fp32 matmul every ``bench.peak_gflops`` times: large enough to reach a BLAS's steady rate
-#: (2 x 2048^3 = 17 GFLOP, about 0.1 s at 150 GFLOP/s), small enough to measure in a second
-PEAK_MATMUL = 2048
-#: the 3x3 convolution (padding 1) every ``peak_gflops`` times beside the matmul, as (batch, channels in = out,
-#: side): GoogLeNet's work is convolutions, which the frameworks run on oneDNN even where their matmul goes
-#: to a BLAS that is slower on this CPU (on the 2-core AMD EPYC: torch's matmul about 210 GFLOP/s against its
-#: convolution's 555, MXNet's 130 against 270); the peak is the faster of the two. 2 x 8 x 256^2 x 9 x 28^2 =
-#: 7.4 GFLOP
-PEAK_CONV = (8, 256, 28)
-PEAK_REPEATS = 5
-#: a training step's work as a multiple of the forward's: the backward pass computes the gradients of
-#: the inputs and of the weights, each about one forward's multiply-adds
-TRAIN_WORK = 3
-
-
-def check_bench_options(source: str, mode: str, batch: int, *, sources: tuple[str, ...] = BENCH_SOURCES) -> None:
-    """The arguments every framework's ``bench.runner`` takes (``sources``: those this runner has)."""
-    if source not in sources:
-        raise ContractError(f"source must be one of {', '.join(sources)}. {_received('source', source)}")
-    if mode not in BENCH_MODES:
-        raise ContractError(f"mode must be one of {', '.join(BENCH_MODES)}. {_received('mode', mode)}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ContractError(f"batch must be an integer >= 1. {_received('batch', batch)}")
-
-
-def check_bf16_path(framework: str, has_path: bool) -> None:
-    """``mode="bf16"`` where the device cannot compute in bf16 (a CPU without AVX512_BF16 or AMX): refused,
-    since emulated bf16 is slower than fp32 and its figures would mislead."""
-    if not has_path:
-        raise ContractError(f"{framework} has no bf16 path on this device (it needs a CPU with AVX512_BF16 or AMX, "
-                            f"or a GPU). {_received('mode', 'bf16')}")
-
-
-def against_fp32(reference, output) -> dict[str, float]:
-    """How far a reduced-precision forward's logits are from the same model's fp32 logits on the same batch:
-    the max abs diff, the fp32 logits' scale (max abs) and their ratio."""
-    reference = np.asarray(reference, dtype=np.float64)
-    diff = float(np.max(np.abs(np.asarray(output, dtype=np.float64) - reference)))
-    scale = float(np.max(np.abs(reference)))
-    return {"max_abs_diff": diff, "logit_scale": scale, "relative": diff / scale if scale > 0 else math.inf}
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 matmul instructions (AVX512_BF16 or AMX), from Linux's /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def best_gflops(matmul: Callable[[], object], n: int = PEAK_MATMUL, repeats: int | None = None, *,
-                flops: float | None = None) -> float:
-    """GFLOP/s of the fastest of ``repeats`` (default ``PEAK_REPEATS``) calls of ``matmul`` (one synchronised
-    n x n @ n x n product, 2 n^3 flops, or ``flops`` for another kernel) after one warm-up call: the machine's
-    reachable peak in that framework."""
-    import time
-
-    repeats = PEAK_REPEATS if repeats is None else repeats
-    matmul()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul()
-        best = min(best, time.perf_counter() - start)
-    return (2 * n**3 if flops is None else flops) / best / 1e9
-
-
-def conv_flops() -> float:
-    """The flops of one ``PEAK_CONV`` convolution (read at call time: tests make it small)."""
-    batch, channels, side = PEAK_CONV
-    return 2 * batch * channels * channels * 9 * side * side
-
-
-def check_handwritten(spec: Spec, params: int) -> None:
-    """The hand-written model is torchvision's GoogLeNet: refuse a spec it is not (a ratio would be meaningless)."""
-    from .oracle import analyze
-
-    expected = analyze(spec).params
-    if spec.aux_logits or params != expected:
-        raise RuntimeError(f"the hand-written model is torchvision's GoogLeNet without aux heads "
-                           f"({params:,} parameters); variant {spec.variant!r} has {expected:,}"
-                           f"{' and aux heads' if spec.aux_logits else ''}: not the same network")
-
-
-def bench_model(spec: Spec, source: str, *, build: Callable[[Spec], object], handwritten: Callable[[Spec], object],
-                params: Callable[[object], int]) -> tuple[object, tuple[float, ...]]:
-    """The model a bench runner times and the loss weights of its aux outputs: the spec-built one (its aux
-    heads' weights), or the hand-written one, refused unless it is the spec's network (``check_handwritten``)."""
-    if source == "spec":
-        return build(spec), tuple(head.loss_weight for head in spec.aux_heads)
-    model = handwritten(spec)
-    check_handwritten(spec, params(model))
-    return model, ()
-
-
-def compile_now(runner, train: bool, what: str) -> None:
-    """One forward (and one training step) at setup, so that compilation counts in ``setup_s`` and never in
-    the timed calls; a failure is a RuntimeError naming ``what`` and the root cause, never a fallback."""
-    try:
-        runner.forward()
-        if train:
-            runner.train_step()
-    except Exception as exc:
-        cause = exc
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        lines = str(cause).strip().splitlines() or [""]
-        raise RuntimeError(f"{what} failed: {type(cause).__name__}: {lines[0]}") from exc
-
-
-# --------------------------------------------------------------------------- what a train loop reports
-
-
-@dataclass(frozen=True, slots=True)
-class EpochStats:
-    """What one epoch of a framework's train loop reports, as d2l's ``train_ch6`` does: mean loss and accuracy
-    over the epoch's training batches (training mode, weights changing as it goes), examples and optimizer steps."""
-
-    loss: float
-    accuracy: float
-    examples: int
-    steps: int
-
-
 __all__ = [
-    "ACTIVATIONS", "BENCH_MODES", "BENCH_SOURCES", "PEAK_CONV", "PEAK_MATMUL", "PEAK_REPEATS", "TRAIN_WORK", "against_fp32", "bench_model", "best_gflops", "check_bf16_path", "conv_flops", "cpu_has_bf16", "DEVICES", "ContractError", "EpochStats", "SpecError",
-    "check_activation", "check_bench_options", "check_handwritten", "check_input", "check_labels", "check_lr",
-    "check_export", "check_model_spec", "check_seed", "check_spec", "check_training", "compile_now", "onnx_output_names",
+    "ACTIVATIONS", "DEVICES", "ContractError", "SpecError", "check_activation", "check_export", "check_input",
+    "check_labels", "check_lr", "check_model_spec", "check_seed", "check_spec", "check_training", "onnx_output_names",
     "resolve_device", "unknown_op",
 ]

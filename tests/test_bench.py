@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import shared_spec
+import shared_spec.protocol  # noqa: F401  (small_peak patches its peak sizes)
 from googlenet_suite import bench
 from googlenet_suite import frameworks as fw_registry
 from googlenet_suite.cli import main
@@ -33,9 +34,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(autouse=True)
 def small_peak(monkeypatch):
     """The peak matmul at 256 x 256, once: these tests check the mechanics, never the rate."""
-    monkeypatch.setattr(shared_spec.contract, "PEAK_MATMUL", 256)
-    monkeypatch.setattr(shared_spec.contract, "PEAK_CONV", (1, 16, 8))
-    monkeypatch.setattr(shared_spec.contract, "PEAK_REPEATS", 1)
+    monkeypatch.setattr(shared_spec.protocol, "PEAK_MATMUL", 256)
+    monkeypatch.setattr(shared_spec.protocol, "PEAK_CONV", (1, 16, 8))
+    monkeypatch.setattr(shared_spec.protocol, "PEAK_REPEATS", 1)
 
 
 def runner_module(key: str):
@@ -182,7 +183,7 @@ def test_bf16_runner_computes_in_bf16_and_reports_its_logits_against_fp32(key, t
         import torch
 
         monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
-    if not shared_spec.contract.cpu_has_bf16():
+    if not shared_spec.protocol.cpu_has_bf16():
         with pytest.raises(ValueError, match="no bf16 path on this device.*Received: mode='bf16'"):
             mod.runner(trimmed, source="spec", mode="bf16", device="cpu", batch=BATCH, train=False)
         pytest.skip("this CPU has no AVX512_BF16 or AMX: refusing bf16 is what there is to test")
@@ -298,7 +299,7 @@ def test_peak_is_a_positive_matmul_rate_and_bf16_only_where_the_hardware_has_it(
     mod = runner_module(key)
     peak = mod.peak_gflops("cpu", "float32")
     assert isinstance(peak, float) and 0.1 < peak < 1e5  # GFLOP/s of one CPU, whatever it is
-    if not shared_spec.contract.cpu_has_bf16():
+    if not shared_spec.protocol.cpu_has_bf16():
         assert mod.peak_gflops("cpu", "bfloat16") is None
 
 
@@ -313,7 +314,7 @@ def test_best_gflops_counts_two_n_cubed_flops_over_the_fastest_call():
     real = time_module.perf_counter
     time_module.perf_counter = lambda: clock["t"]
     try:
-        rate = shared_spec.contract.best_gflops(fake_matmul, n=1000, repeats=3)
+        rate = shared_spec.protocol.best_gflops(fake_matmul, n=1000, repeats=3)
     finally:
         time_module.perf_counter = real
     assert rate == pytest.approx(2 * 1000**3 / 0.25 / 1e9)
