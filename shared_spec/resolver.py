@@ -53,6 +53,7 @@ class Resolver:
         self.names: set[str] = set()
         self.blocks: list[str] = []  # the block templates being expanded, outermost first
         self.depth = 0
+        self.context: dict[str, int] = {}  # what a "$name" may refer to besides block arguments (num_classes)
 
     def fail(self, path: str, message: str) -> SpecError:
         return SpecError(f"{self.label}: {path}: {message}")
@@ -172,11 +173,11 @@ class Resolver:
         try:
             if item["op"] in TEMPLATES:
                 return self._expand(item, path, prefix, channels, where)
-            return self._leaf_or_container(item, path, prefix, channels, args, where)
+            return self._resolve_op(item, path, prefix, channels, args, where)
         finally:
             self.depth -= 1
 
-    def _leaf_or_container(self, item: dict, path: str, prefix: str, channels: int | None, args, where: str):
+    def _resolve_op(self, item: dict, path: str, prefix: str, channels: int | None, args, where: str):
         op, loc = item["op"], path + where
         if item.get("name") is None:
             raise self.fail(loc, "layer has no name")
