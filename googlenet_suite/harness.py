@@ -346,5 +346,5 @@ def export_verified(spec: shared_spec.Spec, framework: str, output: str | os.Pat
                   tolerance)
 
 
-class _Disagree(Exception):
+class _Disagree(shared_spec.SuiteError):
     """The exported file does not reproduce the framework: ``atomic_write`` leaves no file."""
