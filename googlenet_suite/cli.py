@@ -270,7 +270,7 @@ def cmd_export(args) -> int:
                                          opset=args.opset, batch=args.batch)
     except fw_registry.FrameworkMissing as exc:
         raise UsageError(f"export --framework {args.framework}: {exc}") from None
-    except contract.ContractError as exc:
+    except shared_spec.InputError as exc:
         raise UsageError(f"export --framework {args.framework}: {exc}") from None
     if not result.agree:
         print(f"error: {args.framework} {spec.variant}: onnxruntime differs from {label} by "
@@ -549,8 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (UsageError, shared_spec.SpecError, contract.ContractError, fw_registry.RegistryError) as exc:
-        # the suite's own input errors (spec, weights, contract arguments, registry choices): one line, exit 2
+    except shared_spec.SuiteError as exc:
+        # the suite's own errors (spec, weights, options, a missing framework): one line, exit 2
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

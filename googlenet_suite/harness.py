@@ -308,13 +308,13 @@ def export_verified(spec: shared_spec.Spec, framework: str, output: str | os.Pat
     Weights: the file ``weights``, else :func:`reference_weights` (seeded; BatchNorm calibrated where the
     framework trains, as compare makes them: fresh statistics give logits near 0, which prove nothing)."""
     if batch < 1:
-        raise contract.ContractError(f"batch must be >= 1. Received: batch={batch}")
+        raise shared_spec.InputError(f"batch must be >= 1. Received: batch={batch}")
     for key in fw_registry.import_order([framework, "onnx"]):  # onnxruntime runs every export
         fw_registry.load(key)
     module = exporter(framework)
     opset = module.OPSET if opset is None else opset
     if isinstance(opset, bool) or opset not in module.OPSETS:
-        raise contract.ContractError(f"the {fw_registry.FRAMEWORKS[framework].label} exporter writes opset "
+        raise shared_spec.InputError(f"the {fw_registry.FRAMEWORKS[framework].label} exporter writes opset "
                                      f"{module.OPSETS.start}..{module.OPSETS[-1]}. Received: opset={opset}")
     mod = fw_registry.load(framework)
     model = mod.build(spec, device="cpu", seed=seed)
