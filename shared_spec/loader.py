@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import jsonschema
 
 from . import oracle
-from .spec import (BUILTIN_SPEC, OVERRIDES, SCHEMA_FILE, Aux, BatchNorm, Branch, Concat, Conv, Dense, Dropout,
+from .spec import (BUILTIN_SPEC, BUILTIN_SPECS, OVERRIDES, SCHEMA_FILE, Aux, BatchNorm, Branch, Concat, Conv, Dense, Dropout,
                    Flatten, GlobalAvgPool, AdaptiveAvgPool, Init, LRN, Pool, Spec, SpecError, TransformInput, _padding,
                    _pair)
 
@@ -217,8 +217,22 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
 
 
 def list_variants(spec_file: str | Path | None = None) -> list[str]:
-    doc, _ = read_document(spec_file or BUILTIN_SPEC)
-    return list(doc["variants"])
+    """The variants of ``spec_file``; without one, of every built-in spec file (``BUILTIN_SPECS``), in order."""
+    if spec_file:
+        return list(read_document(spec_file)[0]["variants"])
+    return [name for _, names in _builtin_variants() for name in names]
+
+
+@lru_cache(maxsize=1)
+def _builtin_variants() -> tuple[tuple[Path, tuple[str, ...]], ...]:
+    """(file, its variant names) for each built-in spec file; they ship with the package and do not change."""
+    return tuple((path, tuple(read_document(path)[0]["variants"])) for path in BUILTIN_SPECS)
+
+
+def builtin_file(variant: str) -> Path:
+    """The built-in spec file that defines ``variant`` (the first one, ``googlenet.json``, when none does, so
+    that an unknown name is reported against it, with every built-in variant as the known ones)."""
+    return next((path for path, names in _builtin_variants() if variant in names), BUILTIN_SPEC)
 
 
 def default_variant(spec_file: str | Path | None = None) -> str:
@@ -242,11 +256,14 @@ def load(name_or_path: str | Path | None = None, *, spec_file: str | Path | None
         variant = variant.lstrip(":") or None
     else:
         variant = name_or_path
+    builtin = spec_file is None
+    if builtin and variant:
+        spec_file = builtin_file(variant)
     doc, label = read_document(spec_file or BUILTIN_SPEC)
     where = "" if variant else "$.default_variant: "
     variant = variant or doc["default_variant"]
     if variant not in doc["variants"]:
-        known = ", ".join(doc["variants"])
+        known = ", ".join(list_variants() if builtin else doc["variants"])
         raise SpecError(f"{label}: {where}unknown variant {short(variant)}; known variants: {known}")
     spec = _Resolver(doc, label, variant, overrides).resolve()
     check_memory(spec)
@@ -494,7 +511,8 @@ class _Resolver:
             norm = merged.get("norm")
             layer = Conv("conv", name, channels, out_channels, _pair(merged["kernel"]),
                          _pair(merged.get("stride", 1)), _padding(merged.get("padding", 0)), merged["bias"],
-                         BatchNorm(norm["eps"], norm["momentum"]) if norm else None, merged["activation"], loc)
+                         BatchNorm(norm["eps"], norm["momentum"], norm.get("scale", True)) if norm else None,
+                         merged["activation"], loc)
             state["channels"] = out_channels
             return layer
         if op in ("maxpool", "avgpool"):
