@@ -519,6 +519,9 @@ class _Resolver:
             self._need_map(op, name, channels, loc)
             if "rounding" not in merged:
                 raise self.fail(loc, f"{op} {name!r} has no 'rounding' and layer_defaults.{op} gives none")
+            if op == "maxpool" and "count_include_pad" in merged:
+                raise self.fail(loc, f"count_include_pad: maxpool {name!r} has no average to count the padding in "
+                                     f"(padding never wins a max); it is an avgpool's key")
             kernel, padding = _pair(merged["kernel"]), _padding(merged.get("padding", 0))
             stride = _pair(merged.get("stride", merged["kernel"]))
             if max(padding[0], padding[1]) > kernel[0] // 2 or max(padding[2], padding[3]) > kernel[1] // 2:
