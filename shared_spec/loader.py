@@ -22,9 +22,9 @@ from typing import Any, Mapping
 import jsonschema
 
 from . import oracle
-from .spec import (BUILTIN_SPEC, BUILTIN_SPECS, OVERRIDES, SCHEMA_FILE, Aux, BatchNorm, Branch, Concat, Conv, Dense, Dropout,
-                   Flatten, GlobalAvgPool, AdaptiveAvgPool, Init, LRN, Pool, Spec, SpecError, TransformInput, _padding,
-                   _pair)
+from .spec import (BUILTIN_SPEC, BUILTIN_SPECS, OVERRIDES, SCHEMA_FILE, Aux, BatchNorm, Branch, Concat, Conv, Dense,
+                   Dropout, Flatten, GlobalAvgPool, AdaptiveAvgPool, Init, LRN, Pool, Spec, SpecError, TransformInput,
+                   _padding, _pair)
 
 MAX_SPEC_BYTES = 4 * 1024 * 1024  # a spec file larger than this is refused before it is read
 MAX_DEPTH = 64  # JSON nesting (objects and arrays), checked before parsing; also block/container nesting

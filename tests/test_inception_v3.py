@@ -17,7 +17,7 @@ import pytest
 import shared_spec
 from shared_spec import numeric
 
-INCEPTION = shared_spec.list_variants(shared_spec.spec.BUILTIN_SPECS[1])
+INCEPTION = shared_spec.list_variants(shared_spec.BUILTIN_SPECS[1])
 CROSS = ("inception-v3", "inception-v3-keras", "inception-v3-fid")  # inception-v3-gluon needs 299x299
 SIZE = 75
 TOL = 1e-4
@@ -194,7 +194,7 @@ def test_gluon_fixed_pool_differs_from_global_above_330():
 def test_loader_refuses_count_include_pad_on_a_maxpool(tmp_path):
     import json
 
-    doc = json.loads(shared_spec.spec.BUILTIN_SPECS[1].read_text())
+    doc = json.loads(shared_spec.BUILTIN_SPECS[1].read_text())
     pool = doc["blocks"]["inception_b"]["layer"]["branches"]["branch_pool"][0]
     pool["count_include_pad"] = True
     path = tmp_path / "spec.json"
