@@ -238,6 +238,48 @@ def test_every_layer_agrees_across_frameworks(variant):
             assert diff <= limit, f"{variant}: {key} first diverges from {keys[0]} at {name} ({diff:.2e})"
 
 
+# --------------------------------------------------------------------------- the libraries' own networks
+
+
+@pytest.mark.tf
+def test_keras_applications_inception_v3_is_the_keras_variant():
+    """keras.applications.InceptionV3(weights=None, classifier_activation=None) at 75x75: the same weights in
+    the same order and shapes as the Keras builder's inception-v3-keras, and given them, the same logits."""
+    import keras
+
+    ours = model("tf", "inception-v3-keras")
+    theirs = keras.applications.InceptionV3(weights=None, classifier_activation=None, input_shape=(SIZE, SIZE, 3))
+    assert theirs.count_params() == 23_851_784
+    assert [tuple(v.shape) for v in theirs.weights] == [tuple(v.shape) for v in ours.weights]
+    for variable, value in zip(theirs.weights, ours.weights):
+        variable.assign(value.numpy())
+    x = inputs(ours.spec)
+    logits = np.asarray(theirs(x.transpose(0, 2, 3, 1), training=False))
+    assert max_diff(_module("tf").forward(ours, x), logits) <= 1e-5
+
+
+@pytest.mark.mxnet
+def test_mxnet_model_zoo_inception_v3_is_the_gluon_variant():
+    """mxnet.gluon.model_zoo.vision.inception_v3() at 299x299 (the least its AvgPool2D(8) takes): its parameters
+    in the Gluon builder's order and shapes, and given the same values, the same logits."""
+    mx = pytest.importorskip("mxnet")
+    impl_mxnet = _module("mxnet")
+    from mxnet.gluon.model_zoo import vision
+
+    spec = shared_spec.load("inception-v3-gluon")
+    ours = impl_mxnet.build(spec, device="cpu", seed=0)
+    impl_mxnet.import_weights(ours, neutral_weights(spec))
+    x = inputs(spec, n=1)
+    zoo = vision.inception_v3()
+    zoo.initialize(ctx=mx.cpu())
+    zoo(mx.nd.array(x))  # Gluon's deferred shapes
+    theirs, mine = list(zoo.collect_params().values()), list(impl_mxnet.builder.named_parameters(ours).values())
+    assert [p.shape for p in theirs] == [p.shape for p in mine]
+    for param, value in zip(theirs, mine):
+        param.set_data(value.data())
+    assert max_diff(impl_mxnet.forward(ours, x), zoo(mx.nd.array(x)).asnumpy()) <= 1e-5
+
+
 # --------------------------------------------------------------------------- traps
 
 
