@@ -40,6 +40,7 @@ import math
 from typing import Callable, Iterator, Mapping
 
 import mxnet as mx
+import numpy as np
 from mxnet import autograd
 from mxnet.gluon import HybridBlock, Parameter, nn
 
@@ -97,6 +98,32 @@ class GoogLeNet(Sequence):
         return out
 
 
+class ShiftOnlyBatchNorm(HybridBlock):
+    """BatchNorm with beta but no gamma: Keras's ``BatchNormalization(scale=False)``.
+
+    Gluon's ``nn.BatchNorm(scale=False)`` still owns a ``gamma`` parameter (``grad_req='null'``, fixed at 1),
+    which would be one more weight key and count as a buffer. This block has only ``beta``, ``running_mean``
+    and ``running_var`` and calls the same ``F.BatchNorm`` operator with ``fix_gamma=True`` (gamma taken as 1)
+    on a ones tensor, so batch statistics, running-statistic updates and eval mode are ``nn.BatchNorm``'s.
+    """
+
+    def __init__(self, *, axis: int, momentum: float, epsilon: float, in_channels: int, prefix: str):
+        super().__init__(prefix=prefix)
+        self._kwargs = {"axis": axis, "eps": epsilon, "momentum": momentum, "fix_gamma": True,
+                        "use_global_stats": False}
+        self.beta = self.params.get("beta", shape=(in_channels,), init="zeros")
+        self.running_mean = self.params.get("running_mean", grad_req="null", shape=(in_channels,), init="zeros",
+                                            differentiable=False)
+        self.running_var = self.params.get("running_var", grad_req="null", shape=(in_channels,), init="ones",
+                                           differentiable=False)
+
+    def cast(self, dtype):
+        super().cast("float32" if np.dtype(dtype).name == "float16" else dtype)  # as nn.BatchNorm
+
+    def hybrid_forward(self, F, x, beta, running_mean, running_var):
+        return F.BatchNorm(x, F.ones_like(beta), beta, running_mean, running_var, name="fwd", **self._kwargs)
+
+
 class ConvUnit(HybridBlock):
     """Conv, optional BatchNorm, optional ReLU: torchvision's ``BasicConv2d``."""
 
@@ -112,8 +139,9 @@ class ConvUnit(HybridBlock):
                               in_channels=layer.in_channels, prefix=f"{layer.name}.conv.")
         self.bn = None
         if layer.norm is not None:
-            self.bn = nn.BatchNorm(axis=1, momentum=1.0 - layer.norm.momentum, epsilon=layer.norm.eps,
-                                   in_channels=layer.out_channels, prefix=f"{layer.name}.bn.")
+            norm_block = nn.BatchNorm if layer.norm.scale else ShiftOnlyBatchNorm
+            self.bn = norm_block(axis=1, momentum=1.0 - layer.norm.momentum, epsilon=layer.norm.eps,
+                                 in_channels=layer.out_channels, prefix=f"{layer.name}.bn.")
 
     def hybrid_forward(self, F, x):
         if self._pad_width is not None:

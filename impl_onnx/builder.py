@@ -98,9 +98,12 @@ def conv(g: GraphBuilder, layer: S.Conv, x: str, shape) -> str:
                strides=list(layer.stride), pads=_onnx_pads(layer.padding))
     if layer.norm is not None:
         out = name if layer.activation is None else f"{name}.bn"
-        # inference mode: running statistics (training_mode defaults to 0)
-        y = g.node("BatchNormalization", [y] + [f"{name}.bn.{k}" for k in S.BN_KEYS], out, name=f"{name}.bn",
-                   epsilon=float(layer.norm.eps))
+        # inference mode: running statistics (training_mode defaults to 0). ONNX's BatchNormalization always
+        # takes a scale: a BN without gamma (Keras's scale=False) gets a constant of ones, not a weight.
+        scale = (f"{name}.bn.gamma" if layer.norm.scale
+                 else g.const(f"{name}.bn.ones", np.ones(layer.out_channels), dtype=np.float32))
+        y = g.node("BatchNormalization", [y, scale] + [f"{name}.bn.{k}" for k in S.BN_KEYS[1:]], out,
+                   name=f"{name}.bn", epsilon=float(layer.norm.eps))
     if C.check_activation(layer.activation, layer.path) is not None:
         y = g.node(ACTIVATIONS[layer.activation], [y], name, name=f"{name}.relu")
     return y

@@ -104,9 +104,9 @@ def _variables(model: GoogLeNet) -> dict[str, tuple[keras.Variable, Callable, Ca
                 out[f"{layer.name}.conv.bias"] = (conv.bias, *same)
             if layer.norm is not None:
                 bn = layers[f"{layer.name}.bn"]
-                for key, variable in zip(BN_KEYS,
-                                         (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)):
-                    out[f"{layer.name}.bn.{key}"] = (variable, *same)
+                variables = dict(zip(BN_KEYS, (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)))
+                for key in layer.norm.keys:  # no gamma where the spec's BN has no scale (bn.gamma is None)
+                    out[f"{layer.name}.bn.{key}"] = (variables[key], *same)
         elif isinstance(layer, Dense):
             dense, chw = layers[layer.name], maps.get(layer.name)  # chw: fed by a flatten of that map
             out[f"{layer.name}.weight"] = (dense.kernel, lambda a, chw=chw: _dense_to_neutral(a, chw),

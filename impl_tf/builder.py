@@ -152,7 +152,7 @@ def _conv(layer: Conv, x, ctx: _Context):
                             use_bias=layer.bias, kernel_initializer=ctx.kernel_initializer(f"{layer.name}.conv.weight"),
                             bias_initializer=ctx.bias_initializer(), name=keras_name(f"{layer.name}.conv"))(x)
     if layer.norm is not None:
-        x = BatchNorm(axis=-1, momentum=1.0 - layer.norm.momentum, epsilon=layer.norm.eps,
+        x = BatchNorm(axis=-1, momentum=1.0 - layer.norm.momentum, epsilon=layer.norm.eps, scale=layer.norm.scale,
                       name=keras_name(f"{layer.name}.bn"))(x)
     if C.check_activation(layer.activation, layer.path) == "relu":
         x = keras.layers.ReLU(name=keras_name(f"{layer.name}.relu"))(x)
@@ -185,6 +185,14 @@ def _pool(layer: Pool, x, ctx: _Context):
     if layer.count_include_pad:
         x = keras.layers.ZeroPadding2D(padding, name=pad_name)(x)
         return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid", name=name)(x)
+    # Keras's own 'same' average pool divides by the cells on the input in every backend (TensorFlow's rule;
+    # JAX pools a map of ones; torch passes the padding to avg_pool2d with count_include_pad=False), but only
+    # where the padding is symmetric: Keras's torch backend pads an asymmetric 'same' pool with *replicated*
+    # edge values and then counts them. So 'same' where it pads the spec's padding on both sides alike
+    # (Inception v3's 3/1/1 branch pools, keras.applications' own layer), explicit padding elsewhere.
+    same = (keras_same_padding(height, kh, sh), keras_same_padding(width, kw, sw))
+    if padding == same and top == bottom and left == right:
+        return keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="same", name=name)(x)
     return ExcludePadAveragePooling2D(layer.kernel, layer.stride, padding, name=name)(x)
 
 

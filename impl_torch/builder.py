@@ -44,6 +44,25 @@ def _symmetric(padding: tuple[int, int, int, int]) -> bool:
 # --------------------------------------------------------------------------- modules
 
 
+class ShiftOnlyBatchNorm(nn.BatchNorm2d):
+    """BatchNorm with beta but no gamma: Keras's ``BatchNormalization(scale=False)``.
+
+    torch has no such switch (``affine=False`` drops both), so this is ``affine=False`` with a ``bias``
+    parameter put back: ``_BatchNorm.forward`` passes ``weight=None, bias=self.bias`` to ``F.batch_norm``,
+    which then shifts without scaling. The state_dict holds ``bias``, ``running_mean``, ``running_var``.
+    """
+
+    def __init__(self, channels: int, *, eps: float, momentum: float):
+        super().__init__(channels, eps=eps, momentum=momentum, affine=False)
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+
+def _batchnorm(norm: S.BatchNorm, channels: int) -> nn.BatchNorm2d:
+    if norm.scale:
+        return nn.BatchNorm2d(channels, eps=norm.eps, momentum=norm.momentum)
+    return ShiftOnlyBatchNorm(channels, eps=norm.eps, momentum=norm.momentum)
+
+
 class ConvUnit(nn.Module):
     """conv -> optional BN -> optional ReLU, like torchvision's ``BasicConv2d``.
 
@@ -58,8 +77,7 @@ class ConvUnit(nn.Module):
         self.pad = None if symmetric else nn.ZeroPad2d((left, right, top, bottom))
         self.conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride,
                               padding=(top, left) if symmetric else 0, bias=layer.bias)
-        self.bn = (nn.BatchNorm2d(layer.out_channels, eps=layer.norm.eps, momentum=layer.norm.momentum)
-                   if layer.norm is not None else None)
+        self.bn = _batchnorm(layer.norm, layer.out_channels) if layer.norm is not None else None
         self.relu = _activation(layer.activation, layer.path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -270,7 +288,8 @@ def init_weights(model: nn.Module, init: S.Init, generator: torch.Generator | No
                 if module.bias is not None:
                     nn.init.constant_(module.bias, init.bias)
             elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
+                if module.weight is not None:  # a ShiftOnlyBatchNorm has none
+                    nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
                 module.reset_running_stats()
 

@@ -21,7 +21,7 @@ import jsonschema
 from . import oracle
 from .jsonfile import clip_path, json_path, read_json
 from .resolver import Resolver
-from .spec import BUILTIN_SPEC, OVERRIDES, SCHEMA_FILE, Spec, SpecError
+from .spec import BUILTIN_SPEC, BUILTIN_SPECS, OVERRIDES, SCHEMA_FILE, Spec, SpecError
 MAX_MEMORY_BYTES = 16 * 1024 ** 3  # parameters + buffers + activations of one image, float32
 MAX_CHANNELS = 65536  # as schema.json's "count"
 MAX_INPUT_SIZE = 16384  # as schema.json's input size
@@ -91,8 +91,22 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
 
 
 def list_variants(spec_file: str | Path | None = None) -> list[str]:
-    doc, _ = read_document(spec_file or BUILTIN_SPEC)
-    return list(doc["variants"])
+    """The variants of ``spec_file``; without one, of every built-in spec file (``BUILTIN_SPECS``), in order."""
+    if spec_file:
+        return list(read_document(spec_file)[0]["variants"])
+    return [name for _, names in _builtin_variants() for name in names]
+
+
+@lru_cache(maxsize=1)
+def _builtin_variants() -> tuple[tuple[Path, tuple[str, ...]], ...]:
+    """(file, its variant names) for each built-in spec file; they ship with the package and do not change."""
+    return tuple((path, tuple(read_document(path)[0]["variants"])) for path in BUILTIN_SPECS)
+
+
+def builtin_file(variant: str) -> Path:
+    """The built-in spec file that defines ``variant`` (the first one, ``googlenet.json``, when none does, so
+    that an unknown name is reported against it, with every built-in variant as the known ones)."""
+    return next((path for path, names in _builtin_variants() if variant in names), BUILTIN_SPEC)
 
 
 def default_variant(spec_file: str | Path | None = None) -> str:
@@ -109,11 +123,14 @@ def load(name: str | None = None, *, spec_file: str | Path | None = None, **over
     ``input_size`` (H, W), ``aux_logits``, ``transform_input``, ``dropout`` (one
     rate for every dropout layer, or a mapping from layer name to rate).
     """
+    builtin = spec_file is None
+    if builtin and name:
+        spec_file = builtin_file(name)
     doc, label = read_document(spec_file or BUILTIN_SPEC)
     where = "" if name else "$.default_variant: "
     variant = name or doc["default_variant"]
     if variant not in doc["variants"]:
-        known = ", ".join(doc["variants"])
+        known = ", ".join(list_variants() if builtin else doc["variants"])
         raise SpecError(f"{label}: {where}unknown variant {short(variant)}; known variants: {known}")
     spec = Resolver(doc, label, variant, _checked_overrides(variant, overrides)).resolve()
     check_memory(spec)

@@ -53,8 +53,9 @@ def conv(layer: Conv, x: np.ndarray, weights: Mapping[str, np.ndarray], *, paddi
     if layer.bias:
         out = out + np.asarray(weights[f"{layer.name}.conv.bias"], np.float64)[None, :, None, None]
     if layer.norm is not None:
-        g, b, m, v = (np.asarray(weights[f"{layer.name}.bn.{key}"], np.float64)[None, :, None, None]
-                      for key in ("gamma", "beta", "running_mean", "running_var"))
+        b, m, v = (np.asarray(weights[f"{layer.name}.bn.{key}"], np.float64)[None, :, None, None]
+                   for key in ("beta", "running_mean", "running_var"))
+        g = np.asarray(weights[f"{layer.name}.bn.gamma"], np.float64)[None, :, None, None] if layer.norm.scale else 1.0
         out = (out - m) / np.sqrt(v + (layer.norm.eps if eps is None else eps)) * g + b
     if activation and layer.activation == "relu":
         out = np.maximum(out, 0.0)

@@ -5,8 +5,8 @@ Shape inference lives here and nowhere else (the loader calls
 are too small). Shapes are channels-first, without the batch axis.
 
 Conventions:
-- trainable parameters: conv weights and biases, BN gamma and beta, dense
-  weights and biases;
+- trainable parameters: conv weights and biases, BN gamma (where it has a
+  scale) and beta, dense weights and biases;
 - buffers: BN running mean and running variance (PyTorch's
   ``num_batches_tracked`` counter is not a statistic and is not counted);
 - MACs: multiply-accumulates of convolutions and dense layers per image
@@ -171,7 +171,7 @@ def param_counts(layer: Layer) -> tuple[int, int]:
         params = layer.out_channels * layer.in_channels * kh * kw + (layer.out_channels if layer.bias else 0)
         buffers = 0
         if layer.norm is not None:
-            params += 2 * layer.out_channels
+            params += (2 if layer.norm.scale else 1) * layer.out_channels  # beta, and gamma where it scales
             buffers = 2 * layer.out_channels
         return params, buffers
     if isinstance(layer, Dense):

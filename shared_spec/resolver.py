@@ -293,7 +293,8 @@ def _conv(r: Resolver, at: _At):
             raise r.fail(at.loc, f"conv {at.name!r} has no {key!r} and layer_defaults.conv gives none")
     norm = item.get("norm")
     return Conv("conv", at.name, at.channels, out_channels, _pair(item["kernel"]), _pair(item.get("stride", 1)),
-                _padding(item.get("padding", 0)), item["bias"], BatchNorm(norm["eps"], norm["momentum"]) if norm else None,
+                _padding(item.get("padding", 0)), item["bias"],
+                BatchNorm(norm["eps"], norm["momentum"], norm.get("scale", True)) if norm else None,
                 item["activation"], at.loc), out_channels
 
 
@@ -301,6 +302,9 @@ def _pool(r: Resolver, at: _At):
     item, op = at.item, at.item["op"]
     if "rounding" not in item:
         raise r.fail(at.loc, f"{op} {at.name!r} has no 'rounding' and layer_defaults.{op} gives none")
+    if op == "maxpool" and "count_include_pad" in item:
+        raise r.fail(at.loc, f"count_include_pad: maxpool {at.name!r} has no average to count the padding in "
+                             f"(padding never wins a max); it is an avgpool's key")
     kernel, padding = _pair(item["kernel"]), _padding(item.get("padding", 0))
     stride = _pair(item.get("stride", item["kernel"]))
     if max(padding[0], padding[1]) > kernel[0] // 2 or max(padding[2], padding[3]) > kernel[1] // 2:

@@ -19,6 +19,8 @@ from .errors import InputError
 
 HERE = Path(__file__).resolve().parent
 BUILTIN_SPEC = HERE / "googlenet.json"
+#: the spec files shipped with the suite, searched in this order for a variant name (``load("inception-v3")``)
+BUILTIN_SPECS = (BUILTIN_SPEC, HERE / "inception_v3.json")
 SCHEMA_FILE = HERE / "schema.json"
 
 OVERRIDES = ("num_classes", "in_channels", "input_size", "aux_logits", "dropout", "transform_input")
@@ -45,6 +47,12 @@ class SpecError(InputError):
 class BatchNorm:
     eps: float
     momentum: float  # weight of the new batch statistic (PyTorch convention)
+    scale: bool = True  # False: no gamma (Keras's scale=False), the normalised value is only shifted by beta
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The neutral weight suffixes after ``NAME.bn.``: gamma only where there is a scale."""
+        return BN_KEYS if self.scale else BN_KEYS[1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +246,7 @@ class Spec:
         """The framework-neutral weight keys in spec order, with their shapes.
 
         conv: ``NAME.conv.weight`` (O, I, kH, kW), ``NAME.conv.bias`` (O),
-        ``NAME.bn.{gamma,beta,running_mean,running_var}`` (O); dense:
+        ``NAME.bn.{gamma,beta,running_mean,running_var}`` (O; no gamma where the BN has no scale); dense:
         ``NAME.weight`` (out, in) with ``in`` in channels-first flatten order,
         ``NAME.bias`` (out).
         """
@@ -249,7 +257,7 @@ class Spec:
                 if layer.bias:
                     shapes[f"{layer.name}.conv.bias"] = (layer.out_channels,)
                 if layer.norm is not None:
-                    for key in BN_KEYS:
+                    for key in layer.norm.keys:
                         shapes[f"{layer.name}.bn.{key}"] = (layer.out_channels,)
             elif isinstance(layer, Dense):
                 shapes[f"{layer.name}.weight"] = (layer.out_features, layer.in_features)
@@ -266,7 +274,7 @@ def with_bn_momentum(spec: Spec, momentum: float) -> Spec:
         out = []
         for layer in layers:
             if isinstance(layer, Conv) and layer.norm is not None:
-                layer = replace(layer, norm=BatchNorm(layer.norm.eps, momentum))
+                layer = replace(layer, norm=replace(layer.norm, momentum=momentum))
             elif isinstance(layer, Concat):
                 layer = replace(layer, branches=tuple(replace(b, layers=swap(b.layers)) for b in layer.branches))
             elif isinstance(layer, Aux):

@@ -19,7 +19,7 @@ from googlenet_suite import frameworks as fw_registry
 from shared_spec.contract import ContractError
 from shared_spec.weights import WeightsError
 
-VARIANTS = shared_spec.list_variants()
+VARIANTS = shared_spec.list_variants(shared_spec.BUILTIN_SPEC)  # GoogLeNet (Inception v3: test_inception_v3)
 KEYS = [pytest.param(key, marks=getattr(pytest.mark, key)) for key in fw_registry.FRAMEWORKS]
 BATCH = 2
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.cross
 TOL = 1e-4
 KEYS = ("torch", "tf", "mxnet")
 MODULES = {"torch": ("torch", "impl_torch"), "tf": ("keras", "impl_tf"), "mxnet": ("mxnet", "impl_mxnet")}
-VARIANTS = shared_spec.list_variants()
+VARIANTS = shared_spec.list_variants(shared_spec.BUILTIN_SPEC)  # GoogLeNet (Inception v3: test_inception_v3)
 
 
 def _module(key):

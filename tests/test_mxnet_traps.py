@@ -25,7 +25,7 @@ from shared_spec.oracle import ShapeError, output_shape  # noqa: E402
 
 pytestmark = pytest.mark.mxnet
 
-VARIANTS = shared_spec.list_variants()
+VARIANTS = shared_spec.list_variants(shared_spec.BUILTIN_SPEC)  # GoogLeNet (Inception v3: test_inception_v3)
 BATCH = 2
 
 

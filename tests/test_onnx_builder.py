@@ -26,7 +26,7 @@ from shared_spec.spec import Pool  # noqa: E402
 
 pytestmark = pytest.mark.onnx
 
-VARIANTS = shared_spec.list_variants()
+VARIANTS = shared_spec.list_variants(shared_spec.BUILTIN_SPEC)  # GoogLeNet (Inception v3: test_inception_v3)
 CASES = [(v, False) for v in VARIANTS] + [(v, True) for v in VARIANTS if shared_spec.load(v).has_aux]
 BATCH = 2
 

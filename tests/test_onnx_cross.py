@@ -24,7 +24,7 @@ from impl_onnx import api as A  # noqa: E402
 pytestmark = [pytest.mark.onnx, pytest.mark.cross, pytest.mark.torch]
 
 TOL = 1e-4
-VARIANTS = shared_spec.list_variants()
+VARIANTS = shared_spec.list_variants(shared_spec.BUILTIN_SPEC)  # GoogLeNet (Inception v3: test_inception_v3)
 CASES = [(v, False) for v in VARIANTS] + [(v, True) for v in VARIANTS if shared_spec.load(v).has_aux]
 
 

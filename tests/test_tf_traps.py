@@ -25,7 +25,7 @@ impl_tf = pytest.importorskip("impl_tf")
 
 pytestmark = pytest.mark.tf
 
-VARIANTS = shared_spec.list_variants()
+VARIANTS = shared_spec.list_variants(shared_spec.BUILTIN_SPEC)  # GoogLeNet (Inception v3: test_inception_v3)
 BATCH = 2
 
 # Small inputs where the variant allows them (googlenet-paper's 7x7 average pool before a

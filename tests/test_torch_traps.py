@@ -29,7 +29,7 @@ from shared_spec.spec import Conv, Dropout, LRN, Pool, AdaptiveAvgPool, GlobalAv
 
 pytestmark = pytest.mark.torch
 
-VARIANTS = shared_spec.list_variants()
+VARIANTS = shared_spec.list_variants(shared_spec.BUILTIN_SPEC)  # GoogLeNet (Inception v3: test_inception_v3)
 BATCH = 2
 SMALL = 45  # input side used where a variant's minimum allows it
 
