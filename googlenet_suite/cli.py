@@ -292,7 +292,12 @@ def cmd_predict(args) -> int:
 def cmd_convert(args) -> int:
     from . import convert
 
-    return convert.main(args, load_spec=lambda **extra: _load(args.variant, args, **extra))
+    spec = _load(args.variant, args)
+    with_aux = _load(args.variant, args, aux_logits=True) if spec.has_aux and not spec.aux_logits else None
+    done = convert.convert(spec, src=args.src, output=args.output, from_format=args.from_format,
+                           to_format=args.to_format, spec_with_aux=with_aux)
+    print("\n".join([*done.notes, done.summary()]), file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_check(args) -> int:
