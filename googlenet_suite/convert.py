@@ -331,7 +331,7 @@ def read_weights(fmt: str, path: Path, spec: shared_spec.Spec, spec_with_aux: sh
     return weights, meta
 
 
-def check_gluoncv(spec: shared_spec.Spec) -> None:
+def check_gluoncv(spec: shared_spec.Spec, option: str = "--to gluoncv") -> None:
     """GluonCV's model zoo has one GoogLeNet: a variant goes to or from its ``.params`` only when its weights
     are that network's, key for key and shape for shape (``googlenet`` and ``googlenet-gluoncv`` are)."""
     def gluoncv(**overrides) -> dict[str, tuple[int, ...]]:  # the built-in spec's, whatever --spec names
@@ -345,7 +345,7 @@ def check_gluoncv(spec: shared_spec.Spec) -> None:
     why = (f"GluonCV's has no key {key!r}" if key not in want else f"it has no key {key!r}" if key not in got
            else f"key {key!r} has shape {got[key]}, GluonCV's {want[key]}")
     builtin = [name for name in shared_spec.list_variants() if shared_spec.load(name).weight_shapes() == gluoncv()]
-    raise UsageError(f"gluoncv format: GluonCV has no model for variant {spec.variant!r} ({why}); "
+    raise UsageError(f"{option}: GluonCV has no model for variant {spec.variant!r} ({why}); "
                      f"the variants whose weights are GluonCV's GoogLeNet: {', '.join(builtin)}")
 
 
@@ -420,7 +420,7 @@ def convert(spec: shared_spec.Spec, *, src: str | Path, output: str | Path, from
     if output.resolve() == src.resolve():
         raise UsageError(f"--output {output}: is the source file; write the conversion to another file")
     if "gluoncv" in (from_format, to_format):
-        check_gluoncv(spec)
+        check_gluoncv(spec, "--to gluoncv" if to_format == "gluoncv" else "--from gluoncv")
     notes: list[str] = []
     weights, meta = read_weights(from_format, src, spec, spec_with_aux, notes)
     if from_format == "suite" and meta.get("variant") not in (None, spec.variant):
