@@ -211,8 +211,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]
     header, _ = W.read_header(path)  # damaged or truncated headers: one line naming the file
     for key, entry in header.items():  # numpy holds no bfloat16 or float8: named here, not a reader's error
         if entry["dtype"] in _NOT_NUMPY or entry["dtype"] not in W.SAFETENSORS_DTYPES:
-            raise W.WeightsError(f"{path}: key {_short(key)} has dtype "
-                                 f"{W.SAFETENSORS_DTYPES.get(entry['dtype'], _short(entry['dtype']))}; expected float32")
+            name = W.SAFETENSORS_DTYPES.get(entry["dtype"], _short(entry["dtype"]))
+            raise W.WeightsError(f"{path}: key {_short(key)} has dtype {name}; expected float32")
     try:
         with safe_open(str(path), framework="numpy") as handle:
             return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
@@ -402,9 +402,9 @@ class Converted:
 
     def summary(self) -> str:
         spec = self.spec
-        return (f"wrote {self.output}: {self.to_format} format, {spec.variant} (aux {'on' if spec.aux_logits else 'off'}"
-                f"{', transform_input on' if spec.transform_input else ''}), {self.tensors} tensors from {self.src} "
-                f"({self.from_format} format)")
+        return (f"wrote {self.output}: {self.to_format} format, {spec.variant} "
+                f"(aux {'on' if spec.aux_logits else 'off'}{', transform_input on' if spec.transform_input else ''}), "
+                f"{self.tensors} tensors from {self.src} ({self.from_format} format)")
 
 
 def convert(spec: shared_spec.Spec, *, src: str | Path, output: str | Path, from_format: str, to_format: str,

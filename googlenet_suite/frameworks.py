@@ -57,7 +57,8 @@ def _extra_hint(extra: str) -> str:
 #: Keras 3's backends (impl_tf runs on each); JAX wants numpy 2, so it lives in an environment of its own
 KERAS_BACKENDS = Backends("KERAS_BACKEND", "tensorflow", {
     "tensorflow": ("tensorflow", _extra_hint("tf")),
-    "jax": ("jax", "pip install 'jax[cpu]' in an environment of its own (see tox -e keras-jax), or unset KERAS_BACKEND"),
+    "jax": ("jax", "pip install 'jax[cpu]' in an environment of its own (see tox -e keras-jax), "
+                   "or unset KERAS_BACKEND"),
     "torch": ("torch", _extra_hint("torch")),
 })
 

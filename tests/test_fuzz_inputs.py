@@ -142,6 +142,7 @@ def test_damaged_pth(tiny, capsys, edits, cut):
 
 
 @pytest.mark.mxnet
+@pytest.mark.slow
 @FUZZ
 @given(edits=EDITS, cut=CUTS, sparse=st.booleans())
 def test_damaged_params(tiny, capsys, edits, cut, sparse):
