@@ -169,6 +169,7 @@ PEAK_DTYPES = ("float32", "bfloat16")
 def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], modes: list[str], device: str,
         repeats: int, warmup: int, train: bool, handwritten: bool, exports: bool = True, progress=None) -> dict:
     say = progress or (lambda message: __import__("contextlib").nullcontext())
+    fw_registry.check_backends(keys, "bench")  # Keras on another backend: exit 2, not a cell of the table
     rows, status, peaks = [], {}, {}
     for key in fw_registry.import_order(keys):  # MXNet before TensorFlow, whatever the order asked for
         try:

@@ -285,14 +285,25 @@ def cmd_export(args) -> int:
 def cmd_predict(args) -> int:
     from . import predict
 
-    return predict.main(args, load_spec=lambda name, **overrides: shared_spec.load(name, spec_file=args.spec, **overrides),
-                        given=_overrides(args), write_output=_write_output)
+    images, variant = predict.split_variant(args.inputs, args.spec)
+    named, overrides = predict.spec_request(args.weights)  # the network the weight file was saved from
+    chosen = {**overrides, **{k: v for k, v in _overrides(args).items() if v is not None}}  # the command line wins
+    spec = shared_spec.load(variant or named, spec_file=args.spec, **chosen)
+    result = predict.predict(spec, images=images, weights=args.weights, framework=args.framework, top=args.top,
+                             device=args.device)
+    _write_output(predict.render_prediction(result, args.format), args.output)
+    return EXIT_OK
 
 
 def cmd_convert(args) -> int:
     from . import convert
 
-    return convert.main(args, load_spec=lambda **extra: _load(args.variant, args, **extra))
+    spec = _load(args.variant, args)
+    with_aux = _load(args.variant, args, aux_logits=True) if spec.has_aux and not spec.aux_logits else None
+    done = convert.convert(spec, src=args.src, output=args.output, from_format=args.from_format,
+                           to_format=args.to_format, spec_with_aux=with_aux)
+    print("\n".join([*done.notes, done.summary()]), file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_check(args) -> int:

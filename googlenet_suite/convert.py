@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import json
 import re
-import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -42,6 +42,9 @@ FORMATS = ("suite", "torchvision", "gluoncv")
 TORCH_BN = {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"}
 TRACKED = "num_batches_tracked"
 _GLUON_PREFIX = re.compile(r"^googlenet\d+_")
+DDP_PREFIX = "module."  # torch.nn.parallel.DistributedDataParallel / DataParallel wrap the model as .module
+GLUONCV_VARIANT = "googlenet-gluoncv"  # GluonCV's model zoo network, in the built-in spec
+_NOT_NUMPY = {"BF16", "F8_E4M3", "F8_E5M2"}  # safetensors dtypes numpy has no type for
 
 
 def _short(value, limit: int = 60) -> str:
@@ -205,13 +208,26 @@ def _strip_gluon_prefix(path, arrays: Mapping[str, np.ndarray]) -> dict[str, np.
 def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
-    W.read_header(path)  # damaged or truncated headers: one line naming the file
+    header, _ = W.read_header(path)  # damaged or truncated headers: one line naming the file
+    for key, entry in header.items():  # numpy holds no bfloat16 or float8: named here, not a reader's error
+        if entry["dtype"] in _NOT_NUMPY or entry["dtype"] not in W.SAFETENSORS_DTYPES:
+            name = W.SAFETENSORS_DTYPES.get(entry["dtype"], _short(entry["dtype"]))
+            raise W.WeightsError(f"{path}: key {_short(key)} has dtype {name}; expected float32")
     try:
         with safe_open(str(path), framework="numpy") as handle:
             return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError, TypeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise W.WeightsError(f"{path}: not a readable safetensors file: {first}") from None
+
+
+def _strip_module_prefix(path, arrays: dict[str, np.ndarray], notes: list[str]) -> dict[str, np.ndarray]:
+    """A state_dict of a model wrapped in DistributedDataParallel or DataParallel: every key ``module.``..."""
+    if not arrays or not all(key.startswith(DDP_PREFIX) for key in arrays):
+        return arrays
+    notes.append(f"note: {path}: every key starts with {DDP_PREFIX!r} (the state_dict of a DistributedDataParallel "
+                 f"or DataParallel model): read without it")
+    return {key[len(DDP_PREFIX):]: value for key, value in arrays.items()}
 
 
 def _gluon_blocks(path, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -229,7 +245,7 @@ def _gluon_blocks(path, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     return out
 
 
-def read_arrays(fmt: str, path: Path) -> tuple[dict[str, np.ndarray], dict[str, str], str]:
+def read_arrays(fmt: str, path: Path, notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, str], str]:
     """A file of format ``fmt`` as ``(name -> array, metadata, naming)``, with the format's own names;
     ``naming`` tells GluonCV's two forms apart (``gluoncv``: parameter names; ``gluoncv-blocks``: paths)."""
     if not path.is_file():
@@ -238,9 +254,9 @@ def read_arrays(fmt: str, path: Path) -> tuple[dict[str, np.ndarray], dict[str, 
         arrays, meta = W.load_weights(path)
         return arrays, meta, fmt
     if fmt == "torchvision":
-        if path.suffix == ".safetensors":
-            return (*_read_safetensors(path), fmt)
-        return (*_framework("torch", "torchvision").read_state_dict(path), fmt)
+        arrays, meta = (_read_safetensors(path) if path.suffix == ".safetensors"
+                        else _framework("torch", "torchvision").read_state_dict(path))
+        return _strip_module_prefix(path, arrays, notes), meta, fmt
     arrays = _framework("mxnet", "gluoncv").read_params(path)
     if arrays and all("." in key for key in arrays):
         return _gluon_blocks(path, arrays), {}, "gluoncv-blocks"
@@ -290,26 +306,47 @@ def _check_arrays(path, fmt: str, arrays: Mapping[str, np.ndarray], spec: shared
     return out
 
 
+def _expected(fmt: str, spec: shared_spec.Spec, present: set[str]) -> set[str]:
+    """The names a file of ``fmt`` holds for ``spec`` (torchvision's counters where the file has them)."""
+    counters = set(torchvision_counters(spec)) & present if fmt == "torchvision" else set()
+    return set(_names(fmt, spec).values()) | counters
+
+
 def read_weights(fmt: str, path: Path, spec: shared_spec.Spec, spec_with_aux: shared_spec.Spec | None,
-                 note: Callable[[str], None]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+                 notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Suite weights for ``spec`` from ``path``. A file that also holds the aux heads (torchvision's pretrained
-    file always does) converts to a variant with aux off by dropping them, with a ``note``."""
-    arrays, meta, fmt = read_arrays(fmt, path)
-    candidates = [spec]
-    if spec_with_aux is not None and not spec.aux_logits:
-        candidates.append(spec_with_aux)
-    for candidate in candidates:
-        names = _names(fmt, candidate)
-        ignored = set(torchvision_counters(candidate)) if fmt == "torchvision" else set()
-        if set(names.values()) | (ignored & set(arrays)) == set(arrays):
-            weights = _check_arrays(path, fmt, arrays, candidate, names)
-            if candidate is not spec:
-                dropped = sorted({key.split(".")[0] for key in weights if key not in spec.weight_shapes()})
-                note(f"note: {path} holds {', '.join(dropped)} weights; variant {spec.variant!r} has aux off: "
+    file always does) converts to a variant with aux off by dropping them, with a note in ``notes``. The file
+    is checked against the variant it fits best (with or without its aux heads), so that a wrong key is named
+    as itself, not as the aux heads the other reading would leave over."""
+    arrays, meta, fmt = read_arrays(fmt, path, notes)
+    present = set(arrays)
+    candidates = [spec] + ([spec_with_aux] if spec_with_aux is not None and not spec.aux_logits else [])
+    target = min(candidates, key=lambda candidate: len(_expected(fmt, candidate, present) ^ present))
+    weights = _check_arrays(path, fmt, arrays, target, _names(fmt, target))
+    if target is not spec:
+        dropped = sorted({key.split(".")[0] for key in weights if key not in spec.weight_shapes()})
+        notes.append(f"note: {path} holds {', '.join(dropped)} weights; variant {spec.variant!r} has aux off: "
                      f"dropped them (--aux keeps them)")
-                weights = {key: weights[key] for key in spec.weight_shapes()}
-            return weights, meta
-    return _check_arrays(path, fmt, arrays, spec, _names(fmt, spec)), meta  # raises, naming the first wrong key
+        weights = {key: weights[key] for key in spec.weight_shapes()}
+    return weights, meta
+
+
+def check_gluoncv(spec: shared_spec.Spec, option: str = "--to gluoncv") -> None:
+    """GluonCV's model zoo has one GoogLeNet: a variant goes to or from its ``.params`` only when its weights
+    are that network's, key for key and shape for shape (``googlenet`` and ``googlenet-gluoncv`` are)."""
+    def gluoncv(**overrides) -> dict[str, tuple[int, ...]]:  # the built-in spec's, whatever --spec names
+        return shared_spec.load(GLUONCV_VARIANT, **overrides).weight_shapes()
+
+    want = gluoncv(num_classes=spec.num_classes, in_channels=spec.in_channels, aux_logits=spec.aux_logits)
+    got = spec.weight_shapes()
+    if got == want:
+        return
+    key = next((k for k in got if want.get(k) != got[k]), None) or next(k for k in want if k not in got)
+    why = (f"GluonCV's has no key {key!r}" if key not in want else f"it has no key {key!r}" if key not in got
+           else f"key {key!r} has shape {got[key]}, GluonCV's {want[key]}")
+    builtin = [name for name in shared_spec.list_variants() if shared_spec.load(name).weight_shapes() == gluoncv()]
+    raise UsageError(f"{option}: GluonCV has no model for variant {spec.variant!r} ({why}); "
+                     f"the variants whose weights are GluonCV's GoogLeNet: {', '.join(builtin)}")
 
 
 # --------------------------------------------------------------------------- writing
@@ -351,23 +388,45 @@ def write_weights(fmt: str, path: Path, weights: Mapping[str, np.ndarray], spec:
 # --------------------------------------------------------------------------- the command
 
 
-def main(args, *, load_spec: Callable[..., shared_spec.Spec]) -> int:
-    """``convert SRC --from F --to T --output FILE [VARIANT] [overrides]``."""
-    src, output = Path(args.src), Path(args.output)
+@dataclass(frozen=True, slots=True)
+class Converted:
+    """What :func:`convert` wrote, and the notes on what it changed on the way (stderr lines)."""
+
+    output: Path
+    to_format: str
+    src: Path
+    from_format: str
+    spec: shared_spec.Spec
+    tensors: int
+    notes: tuple[str, ...]
+
+    def summary(self) -> str:
+        spec = self.spec
+        return (f"wrote {self.output}: {self.to_format} format, {spec.variant} "
+                f"(aux {'on' if spec.aux_logits else 'off'}{', transform_input on' if spec.transform_input else ''}), "
+                f"{self.tensors} tensors from {self.src} ({self.from_format} format)")
+
+
+def convert(spec: shared_spec.Spec, *, src: str | Path, output: str | Path, from_format: str, to_format: str,
+            spec_with_aux: shared_spec.Spec | None = None) -> Converted:
+    """Convert the weight file ``src`` (``from_format``) for ``spec`` into ``output`` (``to_format``); with
+    ``spec_with_aux`` (``spec`` with its aux heads on), a file that holds them converts to aux-off ``spec``.
+    Everything is checked before anything is written; ``src`` is only read."""
+    src, output = Path(src), Path(output)
+    for option, fmt in (("--from", from_format), ("--to", to_format)):
+        if fmt not in FORMATS:
+            raise UsageError(f"{option}: unknown format {_short(fmt)}; expected one of {', '.join(FORMATS)}")
     check_output(output)
     if output.resolve() == src.resolve():
         raise UsageError(f"--output {output}: is the source file; write the conversion to another file")
-    spec = load_spec()
-    spec_with_aux = load_spec(aux_logits=True) if spec.has_aux and not spec.aux_logits else None
-    weights, meta = read_weights(args.from_format, src, spec, spec_with_aux,
-                                 note=lambda line: print(line, file=sys.stderr))
-    if args.from_format == "suite" and meta.get("variant") not in (None, spec.variant):
+    if "gluoncv" in (from_format, to_format):
+        check_gluoncv(spec, "--to gluoncv" if to_format == "gluoncv" else "--from gluoncv")
+    notes: list[str] = []
+    weights, meta = read_weights(from_format, src, spec, spec_with_aux, notes)
+    if from_format == "suite" and meta.get("variant") not in (None, spec.variant):
         raise W.WeightsError(f"{src}: weights are for variant {meta['variant']!r}, not {spec.variant!r}")
-    provenance = {"source_format": args.from_format, "source_file": str(src)}
+    provenance = {"source_format": from_format, "source_file": str(src)}
     if meta.get("source_format"):  # a file converted before: keep where it came from first
         provenance["converted_from"] = json.dumps({k: meta[k] for k in ("source_format", "source_file") if k in meta})
-    write_weights(args.to_format, output, weights, spec, provenance)
-    print(f"wrote {output}: {args.to_format} format, {spec.variant} (aux {'on' if spec.aux_logits else 'off'}"
-          f"{', transform_input on' if spec.transform_input else ''}), {len(weights)} tensors from {src} "
-          f"({args.from_format} format)", file=sys.stderr)
-    return 0
+    write_weights(to_format, output, weights, spec, provenance)
+    return Converted(output, to_format, src, from_format, spec, len(weights), tuple(notes))

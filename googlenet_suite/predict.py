@@ -13,9 +13,11 @@ The 1000 class names (``imagenet_classes.txt``, one per line) are torchvision's 
 from __future__ import annotations
 
 import json
+import warnings
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -29,7 +31,8 @@ from .console import UsageError
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 RESIZE, CROP = 256, 224
-MAX_PIXELS = 100_000_000  # larger images are refused before they are decoded (PIL's bomb limit is 179M)
+MAX_PIXELS = 100_000_000  # larger images are refused before they are decoded (PIL's bomb limit is 179M), and
+# so are images whose resized copy would be larger (an extreme aspect ratio: 1x100000 resizes to 256x25600000)
 
 
 def class_names() -> list[str]:
@@ -37,30 +40,39 @@ def class_names() -> list[str]:
     return text.splitlines()
 
 
+def resized_size(width: int, height: int, size: tuple[int, int]) -> tuple[int, int]:
+    """``(w, h)`` of torchvision's Resize: the shorter side to round(min(size) * 256 / 224), aspect kept."""
+    short = round(min(size) * RESIZE / CROP)
+    return (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
+
+
 def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """One image as a float32 (3, H, W) array, preprocessed as torchvision's ImageNet evaluation transform."""
+    """One image as a float32 (3, H, W) array, preprocessed as torchvision's ImageNet evaluation transform.
+    Bounded before anything is allocated: the image's pixels and those of its resized copy."""
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
     except ModuleNotFoundError:
         raise UsageError("predict needs Pillow: pip install -c constraints.txt '.[predict]'") from None
     if not path.is_file():
         raise UsageError(f"{path}: {'is a directory, not an image file' if path.is_dir() else 'no such image file'}")
     try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise UsageError(f"{path}: {image.width}x{image.height} pixels, over the limit of {MAX_PIXELS}")
-            image = image.convert("RGB")
-            height, width = size
-            short = round(min(height, width) * RESIZE / CROP)
+        with warnings.catch_warnings(), Image.open(path) as image:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
             w, h = image.size
-            new = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-            image = image.resize(new, Image.BILINEAR)
+            if w * h > MAX_PIXELS:
+                raise UsageError(f"{path}: {w}x{h} pixels, over the limit of {MAX_PIXELS}")
+            new = resized_size(w, h, size)
+            if new[0] * new[1] > MAX_PIXELS:
+                raise UsageError(f"{path}: {w}x{h} pixels resize to {new[0]}x{new[1]} (shorter side to "
+                                 f"{min(new)}), over the limit of {MAX_PIXELS} pixels; crop the image first")
+            image = image.convert("RGB").resize(new, Image.BILINEAR)
+            height, width = size
             left, top = int(round((new[0] - width) / 2.0)), int(round((new[1] - height) / 2.0))
             image = image.crop((left, top, left + width, top + height))
             pixels = np.asarray(image, dtype=np.float32) / 255.0
     except UsageError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # the one boundary around Pillow: its decoders raise OSError, SyntaxError, ...
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise UsageError(f"{path}: not an image Pillow can read: {first[:150]}") from None
     pixels = (pixels - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
@@ -73,82 +85,115 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _spec_from_weights(path: Path, variant: str | None, load_spec: Callable[..., shared_spec.Spec],
-                       given: dict) -> shared_spec.Spec:
-    """The spec the weight file names (variant, overrides), with the command line's variant and overrides
-    taking precedence."""
+def spec_request(weights: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """``(variant, overrides)`` a suite weight file names in its metadata (the network it was saved from)."""
+    path = Path(weights)
     if not path.is_file():
         raise W.WeightsError(f"{path}: no such weight file")
     _, meta = W.read_header(path)
     overrides = W.check_metadata(meta, source=str(path))
     if "input_size" in overrides:
         overrides["input_size"] = tuple(overrides["input_size"])
-    chosen = {**overrides, **{k: v for k, v in given.items() if v is not None}}
-    return load_spec(variant or meta.get("variant"), **chosen)
+    return meta.get("variant"), overrides
 
 
-def main(args, *, load_spec: Callable[..., shared_spec.Spec], given: dict, write_output: Callable) -> int:
-    if args.top < 1:
-        raise UsageError(f"--top must be >= 1. Received: --top {args.top}")
-    images, variant = list(args.inputs), None
-    if len(images) > 1 and not Path(images[-1]).exists() and images[-1] in shared_spec.list_variants(args.spec):
-        variant = images.pop()  # predict IMAGE... VARIANT
-    weights = Path(args.weights)
-    spec = _spec_from_weights(weights, variant, load_spec, given)
+def split_variant(inputs: Sequence[str], spec_file=None) -> tuple[list[str], str | None]:
+    """``predict IMAGE... [VARIANT]``: the images, and the variant when the last word names one (not a file)."""
+    images = list(inputs)
+    if len(images) > 1 and not Path(images[-1]).exists() and images[-1] in shared_spec.list_variants(spec_file):
+        return images[:-1], images[-1]
+    return images, None
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The top-k of every image in every framework that ran (``top[image][framework]``: class, name,
+    probability), the frameworks left out, and how far the logits are from the first framework's."""
+
+    spec: shared_spec.Spec
+    weights: str
+    k: int
+    frameworks: tuple[str, ...]
+    not_installed: Mapping[str, str]
+    images: tuple[str, ...]
+    top: tuple[Mapping[str, list[dict]], ...]
+    max_abs_diff: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def top_identical(self) -> bool:
+        ref = self.frameworks[0]
+        return all([t["class"] for t in entry[key]] == [t["class"] for t in entry[ref]]
+                   for entry in self.top for key in self.frameworks)
+
+    def as_dict(self) -> dict:
+        return {"variant": self.spec.variant, "weights": self.weights, "transform_input": self.spec.transform_input,
+                "frameworks": list(self.frameworks), "not_installed": dict(self.not_installed),
+                "images": [{"image": image, "top": dict(top)} for image, top in zip(self.images, self.top)],
+                "max_abs_diff": dict(self.max_abs_diff), "top_identical": self.top_identical}
+
+
+def predict(spec: shared_spec.Spec, *, images: Sequence[str | Path], weights: str | Path, framework: str = "torch",
+            top: int = 5, device: str = "auto") -> Prediction:
+    """The top-``top`` classes of ``images`` in ``framework`` (a registry key, or ``all``), with the suite
+    weight file ``weights`` for ``spec``. Every input is checked (options, weights, every image) before any
+    framework is imported."""
+    if top < 1:
+        raise UsageError(f"--top must be >= 1. Received: --top {top}")
+    if framework != "all" and framework not in fw_registry.FRAMEWORKS:
+        raise UsageError(f"--framework: unknown framework {framework!r}; expected all or "
+                         f"{', '.join(fw_registry.FRAMEWORKS)}")
+    weights = Path(weights)
     if spec.in_channels != 3:
-        raise UsageError(f"predict: variant {spec.variant!r} takes {spec.in_channels} input channels; "
-                         f"images are RGB (3)")
+        named, _ = spec_request(weights)
+        raise UsageError(f"--weights {weights}: variant {spec.variant!r} "
+                         f"({'named by the file' if named == spec.variant else 'from the command line'}) takes "
+                         f"{spec.in_channels} input channel{'s' if spec.in_channels != 1 else ''}; predict reads RGB "
+                         f"images (3 channels): give weights of a 3-channel variant")
+    arrays, _ = W.load_weights(weights, spec)  # keys, shapes and dtypes checked once, for every framework
     x = np.stack([load_image(Path(path), spec.input_size) for path in images])  # every image before any model
-    keys = list(fw_registry.FRAMEWORKS) if args.framework == "all" else [args.framework]
+    keys = list(fw_registry.FRAMEWORKS) if framework == "all" else [framework]
     logits, missing = {}, {}
     for key in fw_registry.import_order(keys):
         try:
             mod = fw_registry.load(key)
         except fw_registry.FrameworkMissing as exc:
-            if args.framework != "all":
+            if framework != "all":
                 raise UsageError(str(exc)) from None
             missing[key] = str(exc)
             continue
-        model = mod.build(spec, device=args.device, seed=0)
-        mod.load_weights(model, weights)
+        model = mod.build(spec, device=device, seed=0)
+        mod.import_weights(model, arrays)
         logits[key] = np.asarray(mod.forward(model, x), dtype=np.float32)
     keys = [key for key in keys if key in logits]
     names = class_names() if spec.num_classes == 1000 else [f"class {i}" for i in range(spec.num_classes)]
-    k = min(args.top, spec.num_classes)
-    result = {"variant": spec.variant, "weights": str(weights), "transform_input": spec.transform_input,
-              "frameworks": keys, "not_installed": missing, "images": []}
-    for i, path in enumerate(images):
-        entry = {"image": str(path), "top": {}}
+    k = min(top, spec.num_classes)
+    tops = []
+    for i in range(len(images)):
+        entry = {}
         for key in keys:
             probs = _softmax(logits[key][i])
             order = np.argsort(-probs, kind="stable")[:k]
-            entry["top"][key] = [{"class": int(c), "name": names[c], "probability": float(probs[c])} for c in order]
-        result["images"].append(entry)
-    ref = keys[0]
-    result["max_abs_diff"] = {key: float(np.abs(logits[key] - logits[ref]).max()) for key in keys[1:]}
-    same = all([t["class"] for t in entry["top"][key]] == [t["class"] for t in entry["top"][ref]]
-               for entry in result["images"] for key in keys)
-    result["top_identical"] = same
-    if args.format == "json":
-        write_output(json.dumps(result, indent=2) + "\n", args.output)
-        return 0
+            entry[key] = [{"class": int(c), "name": names[c], "probability": float(probs[c])} for c in order]
+        tops.append(entry)
+    diffs = {key: float(np.abs(logits[key] - logits[keys[0]]).max()) for key in keys[1:]}
+    return Prediction(spec, str(weights), k, tuple(keys), missing, tuple(map(str, images)), tuple(tops), diffs)
+
+
+def render_prediction(result: Prediction, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(result.as_dict(), indent=2) + "\n"
+    spec, keys, k = result.spec, result.frameworks, result.k
     labels = {key: fw_registry.FRAMEWORKS[key].label for key in keys}
     text = []
-    for entry in result["images"]:
-        rows = []
-        for rank in range(k):
-            row = [str(rank + 1)]
-            for key in keys:
-                top = entry["top"][key][rank]
-                row.append(f"{top['name']} ({top['class']}) {top['probability']:.4f}")
-            rows.append(row)
-        title = f"{entry['image']}: {spec.variant}{' (transform_input)' if spec.transform_input else ''}, top {k}"
-        text.append(render.render_table(title, ["rank", *(labels[key] for key in keys)], rows, args.format))
+    for image, entry in zip(result.images, result.top):
+        rows = [[str(rank + 1), *(f"{entry[key][rank]['name']} ({entry[key][rank]['class']}) "
+                                  f"{entry[key][rank]['probability']:.4f}" for key in keys)] for rank in range(k)]
+        title = f"{image}: {spec.variant}{' (transform_input)' if spec.transform_input else ''}, top {k}"
+        text.append(render.render_table(title, ["rank", *(labels[key] for key in keys)], rows, fmt))
     if len(keys) > 1:
-        diffs = ", ".join(f"{key} {value:.2e}" for key, value in result["max_abs_diff"].items())
-        text.append(f"max abs diff of the logits vs {ref}: {diffs}; top-{k} classes "
-                    f"{'identical' if same else 'DIFFER'} across {', '.join(keys)}\n")
-    for key, message in missing.items():
+        diffs = ", ".join(f"{key} {value:.2e}" for key, value in result.max_abs_diff.items())
+        text.append(f"max abs diff of the logits vs {keys[0]}: {diffs}; top-{k} classes "
+                    f"{'identical' if result.top_identical else 'DIFFER'} across {', '.join(keys)}\n")
+    for key, message in result.not_installed.items():
         text.append(f"{key}: {message}\n")
-    write_output("".join(text), args.output)
-    return 0
+    return "".join(text)

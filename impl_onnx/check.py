@@ -26,6 +26,7 @@ class Model:
 def load_model(path: str, spec) -> Model:
     try:
         proto = onnx.load(path)
+        onnx.checker.check_model(proto)  # a node without outputs, an op no schema knows: refused here, not later
     except FileNotFoundError:
         raise ValueError(f"--onnx {path}: no such file") from None
     except Exception as exc:

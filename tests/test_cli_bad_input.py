@@ -6,6 +6,7 @@ test_spec_errors.py and test_properties.py; this file holds one or more per clas
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import struct
@@ -267,3 +268,103 @@ def test_checkpoint_json_fields_are_validated(capsys, tmp_path, recipe, field):
     else:
         argv = ["train", "--resume", path, "--epochs", 2, "--quiet"]
     bad(capsys, tmp_path, argv, sidecar, field)
+
+
+# --------------------------------------------------------------------------- predict, frameworks (issue 23)
+
+
+def _tiny_spec(tmp_path, builtin_doc):
+    """A 3-channel variant of four layers (8x8 input): the files the commands read stay a few hundred bytes."""
+    def tiny(doc):
+        variant = doc["variants"]["d2l"]
+        variant.update(input={"channels": 3, "size": [8, 8]}, stages={"head": "fc"}, expected={},
+                       layers=[{"name": "conv1", "op": "conv", "out": 4, "kernel": 3, "padding": 1},
+                               {"name": "avgpool", "op": "global_avgpool"}, {"name": "flatten", "op": "flatten"},
+                               {"name": "fc", "op": "dense", "in": 4, "out": "$num_classes"}])
+        doc["variants"] = {"tiny": variant}
+        doc["default_variant"] = "tiny"
+    return spec_file(tmp_path, builtin_doc, tiny, name="tiny.json")
+
+
+def _tiny_weights(tmp_path, spec_path, **overrides):
+    import shared_spec
+    from shared_spec import weights
+
+    spec = shared_spec.load("tiny", spec_file=spec_path, **overrides)
+    path = tmp_path / "tiny.safetensors"
+    weights.save_weights(path, {k: np.ones(s, np.float32) for k, s in spec.weight_shapes().items()}, spec)
+    return path
+
+
+def test_predict_bounds_the_resized_image_before_allocating(capsys, tmp_path, builtin_doc):
+    """1x100000 pixels is far below the pixel limit, but its resized copy (shorter side to 9 here, 256 at 224)
+    would not be: refused before Pillow resizes anything."""
+    Image = pytest.importorskip("PIL.Image")
+    spec_path = _tiny_spec(tmp_path, builtin_doc)
+    weights = _tiny_weights(tmp_path, spec_path)
+    image = tmp_path / "thin.png"
+    Image.new("RGB", (100_000, 1)).save(image)
+    from googlenet_suite import predict
+
+    w, h = predict.resized_size(100_000, 1, (224, 224))
+    assert (w, h) == (25_600_000, 256) and w * h > predict.MAX_PIXELS
+    bad(capsys, tmp_path, ["predict", image, "--weights", weights, "--spec", spec_path, "--input-size", 224, 224,
+                           "--framework", "onnx", "--output", tmp_path / "out" / "p.txt"],
+        str(image), "100000x1", "25600000x256", "over the limit")
+
+
+def test_predict_names_the_weight_file_and_its_one_channel_variant(capsys, tmp_path, builtin_doc):
+    Image = pytest.importorskip("PIL.Image")
+    spec_path = _tiny_spec(tmp_path, builtin_doc)
+    weights = _tiny_weights(tmp_path, spec_path, in_channels=1)
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    bad(capsys, tmp_path, ["predict", image, "--weights", weights, "--spec", spec_path,
+                           "--output", tmp_path / "out" / "p.txt"],
+        f"--weights {weights}", "variant 'tiny' (named by the file)", "1 input channel", "RGB")
+
+
+def _keras_backend(monkeypatch, name):
+    """``KERAS_BACKEND=name`` as a fresh process sees it (a Keras builder imported here keeps its own)."""
+    monkeypatch.setenv("KERAS_BACKEND", name)
+    monkeypatch.delitem(sys.modules, "impl_tf", raising=False)
+
+
+@pytest.mark.tf
+def test_a_keras_backend_that_is_not_installed_is_a_missing_framework(monkeypatch):
+    pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
+    if importlib.util.find_spec("jax") is not None:
+        pytest.skip("jax is installed here: KERAS_BACKEND=jax would run")
+    from googlenet_suite import frameworks as fw_registry
+
+    _keras_backend(monkeypatch, "jax")
+    with pytest.raises(fw_registry.FrameworkMissing) as info:
+        fw_registry.load("tf")
+    assert "KERAS_BACKEND='jax' needs jax, which is not installed" in str(info.value)
+    assert "pip install 'jax[cpu]'" in str(info.value) and fw_registry.install_hint("tf") in str(info.value)
+
+
+@pytest.mark.tf
+@pytest.mark.cross
+@pytest.mark.slow
+def test_compare_reports_a_missing_keras_backend_as_not_installed(tmp_path):
+    pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
+    pytest.importorskip("torch", reason="PyTorch is not installed")
+    if importlib.util.find_spec("jax") is not None:
+        pytest.skip("jax is installed here: KERAS_BACKEND=jax would run")
+    report = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, "-m", "googlenet_suite", "compare", "d2l", "--frameworks", "torch,tf",
+                           "--format", "json", "--output", str(report)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    result = json.loads(report.read_text())["variants"][0]
+    assert result["frameworks"]["tf"]["status"] == "missing" and "jax" in result["frameworks"]["tf"]["hint"]
+    assert result["agree"] is True
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax", "nonsense"])
+def test_bench_refuses_another_keras_backend_before_any_import(capsys, tmp_path, monkeypatch, backend):
+    _keras_backend(monkeypatch, backend)
+    bad(capsys, tmp_path, ["bench", "d2l", "--frameworks", "tf", "--output", tmp_path / "out" / "b.txt"],
+        "bench:", f"KERAS_BACKEND")
+    assert "impl_tf" not in sys.modules

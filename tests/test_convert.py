@@ -389,3 +389,125 @@ def test_gluoncv_names_with_two_instance_prefixes(tmp_path, capsys):
                            "googlenet1_conv1_weight": mx.nd.zeros((64, 64, 1, 1))})
     bad(capsys, tmp_path, ["convert", path, "--from", "gluoncv", "--to", "suite",
                            "--output", tmp_path / "out" / "w.safetensors"], str(path), "'googlenet0_'", "'googlenet1_'")
+
+
+# --------------------------------------------------------------------------- bad input: each class at its root
+
+
+def _unchanged(path):
+    """The bytes of an input file, to compare after a command: no input file is ever changed."""
+    return path.read_bytes()
+
+
+@pytest.mark.torch
+def test_a_bfloat16_tensor_is_named_not_a_traceback(tv, tmp_path, capsys):
+    state = _state(tv)
+    path = _torch_file(tmp_path, "bf16.pth", {**state, "fc.weight": state["fc.weight"].bfloat16()})
+    bad(capsys, tmp_path, ["convert", path, "--from", "torchvision", "--to", "suite", "--aux",
+                           "--output", tmp_path / "out" / "w.safetensors", *OVERRIDES], str(path), "'fc.weight'",
+        "bfloat16", "float32")
+
+
+@pytest.mark.torch
+def test_a_bfloat16_safetensors_tensor_is_named(tv, tmp_path, capsys):
+    pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in _state(tv).items()}
+    state["fc.bias"] = state["fc.bias"].bfloat16()
+    path = tmp_path / "bf16.safetensors"
+    save_file(state, str(path))
+    bad(capsys, tmp_path, ["convert", path, "--from", "torchvision", "--to", "suite", "--aux",
+                           "--output", tmp_path / "out" / "w.safetensors", *OVERRIDES], str(path), "'fc.bias'",
+        "bfloat16")
+
+
+@pytest.mark.torch
+def test_a_pth_whose_crc_no_longer_matches_is_refused(tv, tmp_path, capsys):
+    """One flipped sign bit inside a tensor's data: torch.load would take it; the zip's CRC-32 does not."""
+    state = _state(tv)
+    path = _torch_file(tmp_path, "flipped.pth", state)
+    data = bytearray(path.read_bytes())
+    at = data.find(state["fc.bias"].numpy().tobytes())
+    assert at > 0
+    data[at + 3] ^= 0x80
+    path.write_bytes(bytes(data))
+    before = _unchanged(path)
+    bad(capsys, tmp_path, ["convert", path, "--from", "torchvision", "--to", "suite", "--aux",
+                           "--output", tmp_path / "out" / "w.safetensors", *OVERRIDES], str(path), "CRC-32")
+    assert path.read_bytes() == before
+
+
+@pytest.mark.torch
+def test_a_ddp_module_prefix_is_read_without_it_with_a_note(tv, tmp_path, capsys):
+    wrapped = _torch_file(tmp_path, "ddp.pth", {f"module.{k}": v for k, v in _state(tv).items()})
+    out, plain = tmp_path / "ddp.safetensors", tmp_path / "plain.safetensors"
+    err = run(capsys, ["convert", wrapped, "--from", "torchvision", "--to", "suite", "--output", out, "--aux",
+                       *OVERRIDES])
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and str(wrapped) in notes[0] and "'module.'" in notes[0]
+    assert "DistributedDataParallel" in notes[0]
+    run(capsys, ["convert", tv["path"], "--from", "torchvision", "--to", "suite", "--output", plain, "--aux",
+                 *OVERRIDES])
+    got, want = shared_spec.weights.load_weights(out)[0], shared_spec.weights.load_weights(plain)[0]
+    assert sorted(got) == sorted(want) and all(np.array_equal(got[k], want[k]) for k in got)
+
+
+@pytest.mark.torch
+def test_an_extra_key_beside_the_aux_heads_is_named_itself(tv, tmp_path, capsys):
+    """Converting to aux off: the file is read as the variant with aux on (which it fits), so the message names
+    the one stray key, not the aux keys an aux-off reading would leave over."""
+    path = _torch_file(tmp_path, "extra.pth", _state(tv, inception4b__branch5__conv__weight=(8, 8, 1, 1)))
+    message = bad(capsys, tmp_path, ["convert", path, "--from", "torchvision", "--to", "suite",
+                                     "--output", tmp_path / "out" / "w.safetensors", *OVERRIDES],
+                  str(path), "unexpected key 'inception4b.branch5.conv.weight'")
+    assert "aux" not in message.split("unexpected key")[1].split(":")[0]
+
+
+def test_no_gluoncv_file_for_a_variant_gluoncv_has_no_model_for(tmp_path, capsys):
+    spec = shared_spec.load("d2l")
+    src = tmp_path / "d2l.safetensors"
+    shared_spec.weights.save_weights(src, {k: np.zeros(s, np.float32) for k, s in spec.weight_shapes().items()}, spec)
+    before = _unchanged(src)
+    bad(capsys, tmp_path, ["convert", src, "d2l", "--from", "suite", "--to", "gluoncv",
+                           "--output", tmp_path / "out" / "d2l.params"],
+        "--to gluoncv", "GluonCV has no model for variant 'd2l'", "googlenet, googlenet-gluoncv")
+    assert src.read_bytes() == before
+
+
+def _mx_row_sparse(mx, path, index):
+    """A row_sparse array (2 stored rows of a 3-row shape) whose second row index is patched to ``index``."""
+    import struct
+
+    array = mx.nd.sparse.row_sparse_array((np.ones((2, 4), np.float32), np.array([0, 1])), shape=(3, 4))
+    mx.nd.save(str(path), {"conv0_weight": array})
+    data = bytearray(path.read_bytes())
+    at = data.rfind(struct.pack("<qq", 0, 1))
+    data[at:at + 16] = struct.pack("<qq", 0, index)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.mxnet
+@pytest.mark.parametrize("index", [1, 2**40, -1], ids=["in-range", "past-the-end", "negative"])
+def test_mxnet_sparse_storage_is_refused_before_it_is_made_dense(tmp_path, capsys, index):
+    """Out-of-range row indices aborted the process in asnumpy(); this runs in the test's own process."""
+    mx = pytest.importorskip("mxnet")
+    path = _mx_row_sparse(mx, tmp_path / "sparse.params", index)
+    bad(capsys, tmp_path, ["convert", path, "--from", "gluoncv", "--to", "suite",
+                           "--output", tmp_path / "out" / "w.safetensors"], str(path), "'conv0_weight'", "row_sparse")
+
+
+@pytest.mark.mxnet
+def test_mxnet_shape_larger_than_the_file_is_one_line(tmp_path, capsys):
+    import struct
+
+    mx = pytest.importorskip("mxnet")
+    path = tmp_path / "huge.params"
+    mx.nd.save(str(path), {"conv0_weight": mx.nd.ones((2, 3))})
+    data = bytearray(path.read_bytes())
+    at = data.find(struct.pack("<iqq", 2, 2, 3))
+    data[at:at + 20] = struct.pack("<iqq", 2, 2**31, 2**31)  # 2^62 elements
+    path.write_bytes(bytes(data))
+    bad(capsys, tmp_path, ["convert", path, "--from", "gluoncv", "--to", "suite",
+                           "--output", tmp_path / "out" / "w.safetensors"], str(path), "array #0", "truncated")
