@@ -20,9 +20,9 @@ def check_output(path: Path, option: str = "--output") -> Path:
     """An output file that can be written: its directory exists, and it is not itself a directory."""
     path = Path(path)
     if path.is_dir():
-        raise UsageError(f"{option} {path}: is a directory, expected a file name")
+        raise InputError(f"{option} {path}: is a directory, expected a file name")
     if not path.parent.is_dir():
-        raise UsageError(f"{option} {path}: directory {path.parent} does not exist")
+        raise InputError(f"{option} {path}: directory {path.parent} does not exist")
     return path
 
 

@@ -32,11 +32,12 @@ from typing import Mapping
 import numpy as np
 
 import shared_spec
+from shared_spec import InputError
 from shared_spec import weights as W
 from shared_spec.spec import BN_KEYS, Aux, Concat, Conv, Dense
 
 from . import frameworks as fw_registry
-from .console import UsageError, check_output, write_file
+from .console import check_output, write_file
 
 FORMATS = ("suite", "torchvision", "gluoncv")
 TORCH_BN = {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"}
@@ -267,7 +268,7 @@ def _framework(key: str, fmt: str):
     try:
         fw_registry.load(key)
     except fw_registry.FrameworkMissing as exc:
-        raise UsageError(f"convert: the {fmt} format needs {exc}") from None
+        raise InputError(f"convert: the {fmt} format needs {exc}") from None
     return fw_registry.part(key, "checkpoints")
 
 
@@ -345,7 +346,7 @@ def check_gluoncv(spec: shared_spec.Spec, option: str = "--to gluoncv") -> None:
     why = (f"GluonCV's has no key {key!r}" if key not in want else f"it has no key {key!r}" if key not in got
            else f"key {key!r} has shape {got[key]}, GluonCV's {want[key]}")
     builtin = [name for name in shared_spec.list_variants() if shared_spec.load(name).weight_shapes() == gluoncv()]
-    raise UsageError(f"{option}: GluonCV has no model for variant {spec.variant!r} ({why}); "
+    raise InputError(f"{option}: GluonCV has no model for variant {spec.variant!r} ({why}); "
                      f"the variants whose weights are GluonCV's GoogLeNet: {', '.join(builtin)}")
 
 
@@ -415,10 +416,10 @@ def convert(spec: shared_spec.Spec, *, src: str | Path, output: str | Path, from
     src, output = Path(src), Path(output)
     for option, fmt in (("--from", from_format), ("--to", to_format)):
         if fmt not in FORMATS:
-            raise UsageError(f"{option}: unknown format {_short(fmt)}; expected one of {', '.join(FORMATS)}")
+            raise InputError(f"{option}: unknown format {_short(fmt)}; expected one of {', '.join(FORMATS)}")
     check_output(output)
     if output.resolve() == src.resolve():
-        raise UsageError(f"--output {output}: is the source file; write the conversion to another file")
+        raise InputError(f"--output {output}: is the source file; write the conversion to another file")
     if "gluoncv" in (from_format, to_format):
         check_gluoncv(spec, "--to gluoncv" if to_format == "gluoncv" else "--from gluoncv")
     notes: list[str] = []

@@ -22,11 +22,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 import shared_spec
+from shared_spec import InputError
 from shared_spec import weights as W
 
 from . import frameworks as fw_registry
 from . import render
-from .console import UsageError
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -52,29 +52,29 @@ def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     try:
         from PIL import Image
     except ModuleNotFoundError:
-        raise UsageError("predict needs Pillow: pip install -c constraints.txt '.[predict]'") from None
+        raise InputError("predict needs Pillow: pip install -c constraints.txt '.[predict]'") from None
     if not path.is_file():
-        raise UsageError(f"{path}: {'is a directory, not an image file' if path.is_dir() else 'no such image file'}")
+        raise InputError(f"{path}: {'is a directory, not an image file' if path.is_dir() else 'no such image file'}")
     try:
         with warnings.catch_warnings(), Image.open(path) as image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
             w, h = image.size
             if w * h > MAX_PIXELS:
-                raise UsageError(f"{path}: {w}x{h} pixels, over the limit of {MAX_PIXELS}")
+                raise InputError(f"{path}: {w}x{h} pixels, over the limit of {MAX_PIXELS}")
             new = resized_size(w, h, size)
             if new[0] * new[1] > MAX_PIXELS:
-                raise UsageError(f"{path}: {w}x{h} pixels resize to {new[0]}x{new[1]} (shorter side to "
+                raise InputError(f"{path}: {w}x{h} pixels resize to {new[0]}x{new[1]} (shorter side to "
                                  f"{min(new)}), over the limit of {MAX_PIXELS} pixels; crop the image first")
             image = image.convert("RGB").resize(new, Image.BILINEAR)
             height, width = size
             left, top = int(round((new[0] - width) / 2.0)), int(round((new[1] - height) / 2.0))
             image = image.crop((left, top, left + width, top + height))
             pixels = np.asarray(image, dtype=np.float32) / 255.0
-    except UsageError:
+    except InputError:
         raise
     except Exception as exc:  # the one boundary around Pillow: its decoders raise OSError, SyntaxError, ...
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise UsageError(f"{path}: not an image Pillow can read: {first[:150]}") from None
+        raise InputError(f"{path}: not an image Pillow can read: {first[:150]}") from None
     pixels = (pixels - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))  # 3 x H x W
 
@@ -138,14 +138,14 @@ def predict(spec: shared_spec.Spec, *, images: Sequence[str | Path], weights: st
     weight file ``weights`` for ``spec``. Every input is checked (options, weights, every image) before any
     framework is imported."""
     if top < 1:
-        raise UsageError(f"--top must be >= 1. Received: --top {top}")
+        raise InputError(f"--top must be >= 1. Received: --top {top}")
     if framework != "all" and framework not in fw_registry.FRAMEWORKS:
-        raise UsageError(f"--framework: unknown framework {framework!r}; expected all or "
+        raise InputError(f"--framework: unknown framework {framework!r}; expected all or "
                          f"{', '.join(fw_registry.FRAMEWORKS)}")
     weights = Path(weights)
     if spec.in_channels != 3:
         named, _ = spec_request(weights)
-        raise UsageError(f"--weights {weights}: variant {spec.variant!r} "
+        raise InputError(f"--weights {weights}: variant {spec.variant!r} "
                          f"({'named by the file' if named == spec.variant else 'from the command line'}) takes "
                          f"{spec.in_channels} input channel{'s' if spec.in_channels != 1 else ''}; predict reads RGB "
                          f"images (3 channels): give weights of a 3-channel variant")
@@ -158,7 +158,7 @@ def predict(spec: shared_spec.Spec, *, images: Sequence[str | Path], weights: st
             mod = fw_registry.load(key)
         except fw_registry.FrameworkMissing as exc:
             if framework != "all":
-                raise UsageError(str(exc)) from None
+                raise InputError(str(exc)) from None
             missing[key] = str(exc)
             continue
         model = mod.build(spec, device=device, seed=0)
