@@ -328,18 +328,23 @@ def cmd_bench(args) -> int:
     from . import bench
 
     keys = fw_registry.parse_frameworks(args.frameworks, capability="bench")
-    if any(b < 1 for b in args.batch):
-        raise UsageError(f"--batch must be >= 1. Received: --batch {' '.join(map(str, args.batch))}")
-    if args.repeats < 1 or args.warmup < 0:
-        raise UsageError(f"--repeats must be >= 1 and --warmup >= 0. Received: --repeats {args.repeats} "
-                         f"--warmup {args.warmup}")
+    preset = bench.PRESETS["long" if args.long else "quick"]
+    options = {name: preset[name] if getattr(args, name) is None else getattr(args, name) for name in preset}
+    if any(b < 1 for b in options["batch"]):
+        raise UsageError(f"--batch must be >= 1. Received: --batch {' '.join(map(str, options['batch']))}")
+    if options["repeats"] < 1 or args.warmup < 0 or options["time_budget"] < 0:
+        raise UsageError(f"--repeats must be >= 1, --warmup >= 0 and --time-budget >= 0. Received: --repeats "
+                         f"{options['repeats']} --warmup {args.warmup} --time-budget {options['time_budget']}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1. Received: --threads {args.threads}")
     if args.plot and not args.plot.endswith(".png"):
         raise UsageError(f"--plot: expected a .png file name. Received: --plot {args.plot}")
     specs = [_load(name, args) for name in (args.variants or [None])]
-    modes = {"both": ["plain", "fast"], "all": list(bench.MODES)}.get(args.mode, [args.mode])
-    result = bench.run(specs, keys, batches=args.batch, modes=modes, device=args.device, repeats=args.repeats,
-                       warmup=args.warmup, train=not args.no_train, handwritten=not args.no_handwritten,
-                       exports=not args.no_exports, progress=_progress())
+    modes = {"both": ["plain", "fast"], "all": list(bench.MODES)}.get(options["mode"], [options["mode"]])
+    timing = bench.Timing(min_repeats=options["repeats"], warmup=args.warmup, budget_s=options["time_budget"])
+    result = bench.run(specs, keys, batches=options["batch"], modes=modes, device=args.device, timing=timing,
+                       threads=args.threads, train=not args.no_train, handwritten=options["handwritten"],
+                       exports=options["exports"], progress=_progress())
     _write_output(bench.render_result(result, args.format), args.output)
     if args.plot:
         _atomic_write(Path(args.plot), lambda tmp: bench.plot(result, tmp), "--plot")
@@ -488,23 +493,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=5)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("bench", help="speed of the frameworks side by side, plain and fast",
+    p = sub.add_parser("bench", help="speed of the frameworks side by side, each in a process of its own",
                        parents=[many, spec, _device_parent(), report])
     p.add_argument("--frameworks", metavar="LIST",
                    help=f"comma-separated: {','.join(fw_registry.with_capability('bench'))} (default: all of them)")
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--mode", choices=("plain", "fast", "bf16", "both", "all"), default="both",
-                   help="plain: eager fp32; fast: the framework's fastest fp32 path; bf16: fast computing in "
-                        "bfloat16, with its logits against fp32 (a CPU with AVX512_BF16 or AMX, or a GPU); "
-                        "both: plain and fast (default); all: the three")
-    p.add_argument("--repeats", type=int, default=5,
-                   help="timed calls per model and measurement (default 5, a quick look; judge the "
-                        "spec/hand-written ratio on 60 or more)")
+    p.add_argument("--long", action="store_true",
+                   help="the full comparison: --batch 1 8 --mode all --repeats 60 --time-budget 60 --handwritten "
+                        "--exports (tens of minutes on 2 cores; without it, about two minutes: --batch 8 --mode fast "
+                        "--repeats 10 --time-budget 10); options given explicitly win")
+    p.add_argument("--batch", type=int, nargs="+")
+    p.add_argument("--mode", choices=("plain", "fast", "bf16", "both", "all"),
+                   help="plain: eager fp32; fast: the framework's fastest fp32 path (default); bf16: fast computing "
+                        "in bfloat16, with its logits against fp32 (a CPU with AVX512_BF16 or AMX, or a GPU); "
+                        "both: plain and fast; all: the three")
+    p.add_argument("--repeats", type=int,
+                   help="at least this many timed calls per measurement, then more until the spread settles or "
+                        "--time-budget ends (default 10; judge the spec/hand-written ratio on 60 or more)")
+    p.add_argument("--time-budget", type=float, metavar="S",
+                   help="seconds of timed calls per measurement before it stops unsettled (default 10)")
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="intra-op threads of every framework (default: the cores this process may use); "
+                        "inter-op threads are 1")
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
-    p.add_argument("--no-handwritten", action="store_true", help="skip the hand-written reference models")
-    p.add_argument("--no-exports", action="store_true",
-                   help="onnxruntime rows for the spec-built ONNX graph only, not for each framework's export")
+    p.add_argument("--handwritten", action=argparse.BooleanOptionalAction,
+                   help="also the hand-written reference models (googlenet), timed against the spec-built ones")
+    p.add_argument("--exports", action=argparse.BooleanOptionalAction,
+                   help="onnxruntime rows for each framework's ONNX export beside the spec-built graph")
     p.add_argument("--plot", metavar="FILE.png")
     p.set_defaults(func=cmd_bench)
 

@@ -17,7 +17,9 @@ Each call ends with ``mx.nd.waitall()`` (MXNet's engine is asynchronous, on the 
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
 import warnings
 
 import mxnet as mx
@@ -113,27 +115,38 @@ class Runner:
         return max(0, _gpu_used(self._ctx) - self._baseline)
 
 
-def peak_gflops(device: str, dtype: str = "float32") -> float | None:
-    """This machine's reachable rate in MXNet (GFLOP/s): the faster of a large matmul and a 3x3 convolution
-    (``protocol.PEAK_MATMUL``, ``PEAK_CONV``); None for bf16 (MXNet 1.9's NDArray ``dot`` takes float16/32/64;
-    its bf16 is a oneDNN AMP graph pass, not an array type)."""
+def set_threads(intra: int, inter: int) -> dict[str, int]:
+    """The bench's thread counts: OpenMP's for the operators (set now; the session's environment set it before
+    MXNet started too), and the engine's CPU workers, which MXNet reads from ``MXNET_CPU_WORKER_NTHREADS`` when
+    it starts (the session sets it; read back from there)."""
+    mx.base.check_call(mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(intra)))
+    return {"intra": intra, "inter": int(os.environ.get("MXNET_CPU_WORKER_NTHREADS", "1"))}
+
+
+def peak_gflops(device: str, dtype: str = "float32", *, matmul: int | None = None,
+                conv: tuple[int, int, int] | None = None, repeats: int | None = None) -> float | None:
+    """This machine's reachable rate in MXNet (GFLOP/s): the faster of a ``matmul`` x ``matmul`` matmul and a 3x3
+    convolution of ``conv`` = (batch, channels, side) (defaults ``contract.PEAK_MATMUL``, ``PEAK_CONV``), best of
+    ``repeats``; None for bf16 (MXNet 1.9's NDArray ``dot`` takes float16/32/64; its bf16 is a oneDNN AMP graph
+    pass, not an array type)."""
     ctx = resolve_device(device)
     if dtype == "bfloat16":
         return None
-    n, rng = protocol.PEAK_MATMUL, np.random.default_rng(SEED)
+    n, rng = matmul or contract.PEAK_MATMUL, np.random.default_rng(SEED)
     a, b = (mx.nd.array(rng.standard_normal((n, n)), ctx=ctx, dtype=dtype) for _ in range(2))
-    batch, channels, side = protocol.PEAK_CONV
+    batch, channels, side = conv or contract.PEAK_CONV
     x = mx.nd.array(rng.standard_normal((batch, channels, side, side)), ctx=ctx, dtype=dtype)
     w = mx.nd.array(rng.standard_normal((channels, channels, 3, 3)), ctx=ctx, dtype=dtype)
     mx.nd.waitall()
 
-    def matmul():
+    def matmul_call():
         mx.nd.dot(a, b).wait_to_read()
 
-    def conv():
+    def conv_call():
         mx.nd.Convolution(x, w, kernel=(3, 3), pad=(1, 1), num_filter=channels, no_bias=True).wait_to_read()
 
-    return max(best_gflops(matmul, n), best_gflops(conv, flops=protocol.conv_flops()))
+    return max(best_gflops(matmul_call, n, repeats),
+               best_gflops(conv_call, repeats=repeats, flops=2 * batch * channels**2 * 9 * side**2))
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

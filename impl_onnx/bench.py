@@ -9,7 +9,8 @@ own fast mode. Both run in the same session code:
 - fast: ``ORT_ENABLE_ALL`` (onnxruntime's default: also the CPU layout transform to blocked NCHWc and
   node fusions).
 
-The session runs on the CPU provider (or CUDA's, on a GPU) with onnxruntime's own thread count.
+The session runs on the CPU provider (or CUDA's, on a GPU) with the threads ``set_threads`` gave (the bench
+sets them in its measuring process), else onnxruntime's own count.
 """
 
 from __future__ import annotations
@@ -34,11 +35,21 @@ SEED = 0
 SOURCES = ("spec", "export")
 LEVELS = {"plain": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "fast": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
 MODES = tuple(LEVELS)  # the bench modes this runner has (no bf16)
+#: intra- and inter-op threads of every session made here; 0 is onnxruntime's own choice (``set_threads``)
+THREADS = {"intra": 0, "inter": 0}
+
+
+def set_threads(intra: int, inter: int) -> dict[str, int]:
+    """The thread counts every session made afterwards in this process is given (onnxruntime has no global
+    setting: each session takes them in its options)."""
+    THREADS.update(intra=intra, inter=inter)
+    return dict(THREADS)
 
 
 def _session(model: bytes | str, providers: list[str], mode: str) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.graph_optimization_level = LEVELS[mode]
+    options.intra_op_num_threads, options.inter_op_num_threads = THREADS["intra"], THREADS["inter"]
     return ort.InferenceSession(model, options, providers=providers)
 
 
@@ -81,13 +92,15 @@ def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch
     return Runner(_session(model, providers, mode), spec, mode=mode, batch=batch)
 
 
-def peak_gflops(device: str, dtype: str = "float32") -> float | None:
-    """This machine's reachable rate in onnxruntime (GFLOP/s): the faster of one MatMul node and one 3x3 Conv
-    node (``protocol.PEAK_MATMUL``, ``PEAK_CONV``); fp32 only."""
+def peak_gflops(device: str, dtype: str = "float32", *, matmul: int | None = None,
+                conv: tuple[int, int, int] | None = None, repeats: int | None = None) -> float | None:
+    """This machine's reachable rate in onnxruntime (GFLOP/s): the faster of one ``matmul`` x ``matmul`` MatMul
+    node and one 3x3 Conv node of ``conv`` = (batch, channels, side) (defaults ``contract.PEAK_MATMUL``,
+    ``PEAK_CONV``), best of ``repeats``; fp32 only."""
     if dtype != "float32":
         return None
-    n = protocol.PEAK_MATMUL  # read at call time (tests make it small)
-    batch, channels, side = protocol.PEAK_CONV
+    n = matmul or contract.PEAK_MATMUL  # read at call time (tests make it small)
+    batch, channels, side = conv or contract.PEAK_CONV
     rng = np.random.default_rng(SEED)
     shapes = {"matmul": ([n, n], [n, n], [n, n]),
               "conv": ([batch, channels, side, side], [channels, channels, 3, 3], [batch, channels, side, side])}
@@ -102,6 +115,6 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
         onnx.checker.check_model(proto)
         session = _session(proto.SerializeToString(), resolve_device(device), "fast")
         feed = {"a": rng.standard_normal(a, dtype=np.float32), "b": rng.standard_normal(b, dtype=np.float32)}
-        rates.append(best_gflops(lambda: session.run(["c"], feed), n,
-                                 flops=None if op == "matmul" else protocol.conv_flops()))
+        rates.append(best_gflops(lambda: session.run(["c"], feed), n, repeats,
+                                 flops=None if op == "matmul" else 2 * batch * channels**2 * 9 * side**2))
     return max(rates)

@@ -115,29 +115,40 @@ class Runner:
         return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "gpu" else None
 
 
-def peak_gflops(device: str, dtype: str = "float32") -> float | None:
-    """This machine's reachable rate in TensorFlow (GFLOP/s): the faster of a large matmul and a 3x3
-    convolution (``protocol.PEAK_MATMUL``, ``PEAK_CONV``); None where ``dtype`` has no fast path."""
+def set_threads(intra: int, inter: int) -> dict[str, int]:
+    """The bench's thread counts, set before TensorFlow's runtime starts in the measuring process; read back."""
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+    return {"intra": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+def peak_gflops(device: str, dtype: str = "float32", *, matmul: int | None = None,
+                conv: tuple[int, int, int] | None = None, repeats: int | None = None) -> float | None:
+    """This machine's reachable rate in TensorFlow (GFLOP/s): the faster of a ``matmul`` x ``matmul`` matmul and a
+    3x3 convolution of ``conv`` = (batch, channels, side) (defaults ``contract.PEAK_MATMUL``, ``PEAK_CONV``),
+    best of ``repeats``; None where ``dtype`` has no fast path."""
     target = resolve_device(device)
     if dtype == "bfloat16" and "GPU" not in target and not cpu_has_bf16():
         return None
-    n, rng = protocol.PEAK_MATMUL, np.random.default_rng(SEED)
+    n, rng = matmul or contract.PEAK_MATMUL, np.random.default_rng(SEED)
     with tf.device(target):
         a, b = (tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype) for _ in range(2))
 
-        batch, channels, side = protocol.PEAK_CONV
+        batch, channels, side = conv or contract.PEAK_CONV
         x = tf.cast(tf.constant(rng.standard_normal((batch, side, side, channels), dtype=np.float32)), dtype)
         w = tf.cast(tf.constant(rng.standard_normal((3, 3, channels, channels), dtype=np.float32)), dtype)
 
-    def matmul():
+    def matmul_call():
         with tf.device(target):
             tf.linalg.matmul(a, b).numpy()
 
-    def conv():
+    def conv_call():
         with tf.device(target):
             tf.nn.conv2d(x, w, strides=1, padding="SAME").numpy()  # 'same' at stride 1, 3x3: padding 1
 
-    return max(best_gflops(matmul, n), best_gflops(conv, flops=protocol.conv_flops()))
+    return max(best_gflops(matmul_call, n, repeats),
+               best_gflops(conv_call, repeats=repeats, flops=2 * batch * channels**2 * 9 * side**2))
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:

@@ -116,18 +116,27 @@ def use_all_cores() -> None:
         torch.set_num_threads(len(os.sched_getaffinity(0)))
 
 
-def peak_gflops(device: str, dtype: str = "float32") -> float | None:
-    """This machine's reachable rate in PyTorch (GFLOP/s): the faster of a large matmul and a 3x3 convolution
-    (``protocol.PEAK_MATMUL``, ``PEAK_CONV``); None where ``dtype`` has no fast path (bf16 on a CPU without
-    AVX512_BF16/AMX)."""
+def set_threads(intra: int, inter: int) -> dict[str, int]:
+    """The bench's thread counts, set before any parallel work in the measuring process; read back."""
+    torch.set_num_threads(intra)
+    with contextlib.suppress(RuntimeError):  # inter-op threads can be set once, before the pool starts
+        torch.set_num_interop_threads(inter)
+    return {"intra": torch.get_num_threads(), "inter": torch.get_num_interop_threads()}
+
+
+def peak_gflops(device: str, dtype: str = "float32", *, matmul: int | None = None,
+                conv: tuple[int, int, int] | None = None, repeats: int | None = None) -> float | None:
+    """This machine's reachable rate in PyTorch (GFLOP/s): the faster of a ``matmul`` x ``matmul`` matmul and a
+    3x3 convolution of ``conv`` = (batch, channels, side) (defaults ``contract.PEAK_MATMUL``, ``PEAK_CONV``),
+    best of ``repeats``; None where ``dtype`` has no fast path (bf16 on a CPU without AVX512_BF16/AMX)."""
     target = resolve_device(device)
     if dtype == "bfloat16" and target.type == "cpu" and not cpu_has_bf16():
         return None
     use_all_cores()
-    n, generator = protocol.PEAK_MATMUL, torch.Generator().manual_seed(SEED)
+    n, generator = matmul or contract.PEAK_MATMUL, torch.Generator().manual_seed(SEED)
     a, b = (torch.randn(n, n, generator=generator).to(target, getattr(torch, dtype)) for _ in range(2))
 
-    batch, channels, side = protocol.PEAK_CONV
+    batch, channels, side = conv or contract.PEAK_CONV
     x = torch.randn(batch, channels, side, side, generator=generator).to(target, getattr(torch, dtype))
     w = torch.randn(channels, channels, 3, 3, generator=generator).to(target, getattr(torch, dtype))
     x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
@@ -140,8 +149,9 @@ def peak_gflops(device: str, dtype: str = "float32") -> float | None:
                 torch.cuda.synchronize()
         return call
 
-    return max(best_gflops(timed(lambda: a @ b), n),
-               best_gflops(timed(lambda: F.conv2d(x, w, padding=1)), flops=protocol.conv_flops()))
+    return max(best_gflops(timed(lambda: a @ b), n, repeats),
+               best_gflops(timed(lambda: F.conv2d(x, w, padding=1)), repeats=repeats,
+                           flops=2 * batch * channels**2 * 9 * side**2))
 
 
 def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:
