@@ -50,6 +50,8 @@ def _session(model: bytes | str, providers: list[str], mode: str) -> ort.Inferen
     options = ort.SessionOptions()
     options.graph_optimization_level = LEVELS[mode]
     options.intra_op_num_threads, options.inter_op_num_threads = THREADS["intra"], THREADS["inter"]
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":  # idle pool threads sleep instead of spinning
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=providers)
 
 

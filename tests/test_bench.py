@@ -1,8 +1,10 @@
-"""googlenet-suite bench: the per-framework runners (impl_<key>.bench) and the CLI.
+"""googlenet-suite bench: the per-framework runners (impl_<key>.bench), the measuring processes and the CLI.
 
-Mechanics only, never speed: every runner runs its forward and its training step on a tiny
+Mechanics, never speed: every runner runs its forward and its training step on a tiny
 input, the hand-written models are the spec's network (parameter count, same logits for the
-same weights), and the CLI writes complete JSON, a PNG, and nothing on bad arguments.
+same weights), the CLI writes complete JSON, a PNG, and nothing on bad arguments. And trust: a row
+measured while another process spins on a core is flagged or within 2x of its quiet figure, each
+framework's memory is its own process's whatever ran before, and every row says its threads.
 Fast modes are compiled on a trimmed GoogLeNet (stem + inception3a + head): compiling the whole
 network takes minutes on a small CPU machine, and compilation itself is what is tested.
 """
@@ -12,6 +14,9 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,6 +25,7 @@ import shared_spec
 import shared_spec.protocol  # noqa: F401  (small_peak patches its peak sizes)
 from googlenet_suite import bench
 from googlenet_suite import frameworks as fw_registry
+from googlenet_suite.bench import machine, session, timing
 from googlenet_suite.cli import main
 
 # runners with a training step; onnxruntime's (forward only) has its own tests below
@@ -33,10 +39,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(autouse=True)
 def small_peak(monkeypatch):
-    """The peak matmul at 256 x 256, once: these tests check the mechanics, never the rate."""
-    monkeypatch.setattr(shared_spec.protocol, "PEAK_MATMUL", 256)
-    monkeypatch.setattr(shared_spec.protocol, "PEAK_CONV", (1, 16, 8))
-    monkeypatch.setattr(shared_spec.protocol, "PEAK_REPEATS", 1)
+    """The peak matmul at 256 x 256, once: these tests check the mechanics, never the rate (read when a session
+    starts, and handed to its measuring processes)."""
+    monkeypatch.setattr(shared_spec.contract, "PEAK_MATMUL", 256)
+    monkeypatch.setattr(shared_spec.contract, "PEAK_CONV", (1, 16, 8))
+    monkeypatch.setattr(shared_spec.contract, "PEAK_REPEATS", 1)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # the bench's own choice, whatever this shell says
 
 
 def runner_module(key: str):
@@ -96,13 +104,36 @@ def changed(before, after) -> bool:
 # --------------------------------------------------------------------------- timing and the spec/hand ratio
 
 
-def test_measure_interleaved_alternates_the_order_and_keeps_each_repeat():
+def test_autorange_alternates_the_order_and_keeps_each_repeat():
     calls = []
     fns = {"spec": lambda: calls.append("spec"), "hand": lambda: calls.append("hand")}
-    times = bench.measure_interleaved(fns, repeats=4, warmup=1)
+    times = bench.autorange(fns, bench.Timing(min_repeats=4, warmup=1, budget_s=0))
     assert calls == ["spec", "hand"] + ["spec", "hand", "hand", "spec", "spec", "hand", "hand", "spec"]
     assert sorted(times) == ["hand", "spec"]
     assert all(len(values) == 4 and all(t >= 0 for t in values) for values in times.values())
+
+
+def _fake_clock(monkeypatch, durations):
+    """``timing``'s clock advanced by each call of the returned function by the next of ``durations``."""
+    clock, durations = {"t": 0.0}, iter(durations)
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock["t"])
+
+    def call():
+        clock["t"] += next(durations)
+    return call
+
+
+def test_autorange_stops_as_soon_as_the_spread_settles(monkeypatch):
+    call = _fake_clock(monkeypatch, [0.1] * 100)
+    times = bench.autorange({"a": call}, bench.Timing(min_repeats=5, warmup=0, budget_s=100))
+    assert len(times["a"]) == 5  # steady from the start: no call beyond the minimum
+
+
+def test_autorange_goes_on_while_noisy_until_the_budget_ends(monkeypatch):
+    call = _fake_clock(monkeypatch, [0.1, 0.3] * 100)
+    times = bench.autorange({"a": call}, bench.Timing(min_repeats=5, warmup=0, budget_s=4.0))
+    assert 19 <= len(times["a"]) <= 21  # 4 s of calls of 0.2 s on average, never settled
+    assert timing.relative_iqr(times["a"]) > 0.05
 
 
 def _timed_rows(spec_times, hand_times):
@@ -115,7 +146,7 @@ def _timed_rows(spec_times, hand_times):
 def test_ratio_pairs_calls_so_that_drift_cancels():
     """The machine slows down for good between the two calls of repeat 3: every other pair is 1.0, and
     so is their median; the two medians land on either side of the change (1.3)."""
-    (ratio,) = bench._ratios(_timed_rows(spec_times=[0.10, 0.10, 0.13, 0.13, 0.13],
+    (ratio,) = session._ratios(_timed_rows(spec_times=[0.10, 0.10, 0.13, 0.13, 0.13],
                                          hand_times=[0.10, 0.10, 0.10, 0.13, 0.13]))
     assert ratio["forward_of_medians"] == pytest.approx(1.3)
     assert ratio["forward"] == pytest.approx(1.0) and ratio["within_limit"] is True
@@ -125,7 +156,7 @@ def test_ratio_reports_a_real_overhead():
     """A spec-built model 3% slower in every pair fails the limit, however noisy the machine."""
     rng = np.random.default_rng(0)
     hand = list(0.1 * (1 + rng.uniform(0, 0.3, size=25)))
-    (ratio,) = bench._ratios(_timed_rows([h * 1.03 for h in hand], hand))
+    (ratio,) = session._ratios(_timed_rows([h * 1.03 for h in hand], hand))
     assert ratio["forward"] == pytest.approx(1.03)
     assert ratio["forward_spread"] == pytest.approx([1.03, 1.03])
     assert ratio["within_limit"] is False
@@ -217,13 +248,13 @@ def test_bf16_rows_are_set_against_the_fast_rows():
 
     precision = {"max_abs_diff": 0.01, "logit_scale": 2.0, "relative": 0.005}
     rows = [row("plain", 0.4, 0.8), row("fast", 0.2, 0.4), row("bf16", 0.1, 0.5, bf16_vs_fp32=precision)]
-    (entry,) = bench._bf16(rows)
+    (entry,) = session._bf16(rows)
     assert entry["forward"] == pytest.approx(2.0) and entry["train"] == pytest.approx(0.8)
     assert entry["relative"] == 0.005 and entry["max_abs_diff"] == 0.01
     text = bench.render_result({"rows": [], "frameworks": {}, "speedups": [], "bf16": [entry], "spec_vs_hand": []},
                                "markdown")
     assert "| torch | googlenet | 8 | spec | 2.00x | 0.80x | 1.00e-02 / 2.00e+00 = 5.00e-03 |" in text
-    assert bench._bf16(rows[:2]) == [] and bench._bf16(rows[::2]) == []  # no bf16 row, or no fast row to set it by
+    assert session._bf16(rows[:2]) == [] and session._bf16(rows[::2]) == []  # no bf16 row, or no fast row to set it by
 
 
 @pytest.mark.onnx
@@ -338,7 +369,7 @@ def test_cli_bench_onnx_rows_for_the_spec_graph_and_each_export(capsys):
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     code = main(["bench", "googlenet", "--input-size", *map(str, SIZE), "--num-classes", "10", "--batch", str(BATCH),
-                 "--repeats", "1", "--warmup", "0", "--mode", "plain", "--format", "json", "--no-handwritten",
+                 "--repeats", "1", "--warmup", "0", "--mode", "plain", "--format", "json", "--exports",
                  "--frameworks", "onnx,torch"])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -349,7 +380,9 @@ def test_cli_bench_onnx_rows_for_the_spec_graph_and_each_export(capsys):
     for (key, _), row in rows.items():
         assert "error" not in row, row
         assert row["forward"]["gflops"] == pytest.approx(2 * macs * row["forward"]["images_per_s"] / 1e9)
-        assert row["forward"]["peak_share"] == pytest.approx(row["forward"]["gflops"] / data["peaks_gflops"][key]["float32"])
+        limit = max(peak["float32"] for peak in data["peaks_gflops"].values())  # the machine's, not the framework's
+        assert data["limit"]["float32"]["gflops"] == limit
+        assert row["forward"]["limit_share"] == pytest.approx(row["forward"]["gflops"] / limit)
         assert ("train" in row) == (key == "torch")  # onnxruntime: forward only
     train = rows[("torch", "spec")]["train"]
     assert train["gflops"] == pytest.approx(2 * 3 * macs * train["images_per_s"] / 1e9)
@@ -474,7 +507,7 @@ def test_cli_bench_json_and_plot(capsys, tmp_path):
     keys = _installed()
     png = tmp_path / "out.png"
     code = main(["bench", "googlenet", "--input-size", *map(str, SIZE), "--num-classes", "10", "--batch", str(BATCH),
-                 "--repeats", "1", "--warmup", "0", "--mode", "plain", "--format", "json",
+                 "--repeats", "1", "--warmup", "0", "--mode", "plain", "--format", "json", "--handwritten",
                  "--frameworks", ",".join(keys), "--plot", str(png)])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -493,7 +526,9 @@ def test_cli_bench_json_and_plot(capsys, tmp_path):
             assert row[part]["images_per_s"] > 0 and row[part]["repeats"] == 1
             assert len(row[part]["times_s"]) == 1 and row[part]["times_s"][0] == row[part]["median_s"]
         assert row["forward"]["latency_ms"] == pytest.approx(row["forward"]["median_s"] * 1000)
-        assert 0 < row["forward"]["peak_share"] and 0 < row["train"]["peak_share"]
+        assert 0 < row["forward"]["limit_share"] and 0 < row["train"]["limit_share"]
+        assert row["threads"] == {"intra": machine.cores(), "inter": 1, "wait": "PASSIVE"}
+        assert isinstance(row["warnings"], list)
         assert row["peak_gpu_bytes"] is None
         assert isinstance(row["peak_rss_bytes"], int) and row["peak_rss_bytes"] > 0
     assert data["speedups"] == []  # plain only
@@ -508,13 +543,140 @@ def test_cli_bench_json_and_plot(capsys, tmp_path):
     assert png.read_bytes()[:8] == PNG_SIGNATURE
     assert sorted(data["peaks_gflops"]) == sorted(keys) and all(p["float32"] > 0 for p in data["peaks_gflops"].values())
     table = bench.render_result(data, "table")
-    assert "spec-built / hand-written" in table and "hand-written" in table and "% peak" in table
+    assert "spec-built / hand-written" in table and "hand-written" in table and "% limit" in table
 
 
-@pytest.mark.parametrize("bad", [["--batch", "0"], ["--batch", "2", "0"], ["--plot", "x.jpg"], ["--repeats", "0"]])
+@pytest.mark.parametrize("bad", [["--batch", "0"], ["--batch", "2", "0"], ["--plot", "x.jpg"], ["--repeats", "0"],
+                                 ["--threads", "0"], ["--time-budget", "-1"]])
 def test_cli_bench_bad_arguments_exit_2_and_write_nothing(capsys, tmp_path, monkeypatch, bad):
     monkeypatch.chdir(tmp_path)
     code = main(["bench", "googlenet", "--output", "out.json", "--plot", "out.png", *bad])
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and err.startswith("error:") and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the machine, the limit and the flags
+
+
+def test_theoretical_peak_from_the_vector_flags_and_the_clock():
+    estimate = machine.theoretical({"avx512f", "fma", "avx512_bf16"}, 2600.0, 2)
+    assert estimate.fp32_gflops == pytest.approx(2 * 2.6 * 16 * 2 * 2)  # cores x GHz x lanes x FMA x units
+    assert estimate.bf16_gflops == pytest.approx(2 * estimate.fp32_gflops)
+    assert "avx512f" in estimate.how and "assumed" in estimate.how
+    assert machine.theoretical({"avx2", "fma"}, 3000.0, 1).fp32_gflops == pytest.approx(3.0 * 8 * 2 * 2)
+    assert machine.theoretical({"avx2", "fma"}, 3000.0, 1).bf16_gflops is None
+    assert machine.theoretical({"amx_bf16", "avx512f"}, 1000.0, 1).bf16_gflops == pytest.approx(1024.0)
+    assert machine.theoretical({"avx2"}, None, 2) is None and machine.theoretical(set(), 2600.0, 2) is None
+
+
+def test_the_limit_is_the_best_framework_and_a_share_above_it_says_the_limit_is_wrong():
+    limit = session._limit({"torch": {"float32": 400.0, "bfloat16": 800.0}, "onnx": {"float32": 450.0,
+                                                                                     "bfloat16": None}})
+    assert limit == {"float32": {"gflops": 450.0, "framework": "onnx"},
+                     "bfloat16": {"gflops": 800.0, "framework": "torch"}}
+    described = {"estimate": {"float32": 332.0, "bfloat16": 900.0, "how": "..."}}
+    (warning,) = session._machine_warnings(limit, described)
+    assert warning.startswith("float32: onnx reached 450") and "the estimate is wrong" in warning
+    row = _flagged_row(others=0.0, spread=0.01)
+    row["forward"]["gflops"] = 500.0
+    session._share(row, limit)
+    assert row["forward"]["limit_share"] == pytest.approx(500 / 450)
+    assert session._warnings(row) == ["forward: 111% of the limit: the limit is wrong"]
+
+
+def _flagged_row(*, others, spread, load=0.5):
+    reading = {"others_cores": others, "cores": 2, "loadavg": [load, load], "wall_s": 1.0, "own_cpu_s": 2.0}
+    return {"framework": "torch", "mode": "fast", "threads": {"intra": 2, "inter": 1},
+            "forward": {"spread": spread, "repeats": 10, "gflops": 1.0, "machine": reading}}
+
+
+def test_a_row_is_flagged_for_busy_cores_load_or_spread_and_only_then():
+    assert session._warnings(_flagged_row(others=0.1, spread=0.04)) == []
+    assert session._warnings(_flagged_row(others=1.0, spread=0.04)) == ["forward: others used 1.0 of 2 cores"]
+    assert session._warnings(_flagged_row(others=0.0, spread=0.3)) == ["forward: spread 30% after 10 calls"]
+    assert session._warnings(_flagged_row(others=0.0, spread=0.0, load=4.0)) == ["forward: load average 4.0 before"]
+    assert session._warnings(_flagged_row(others=None, spread=0.0)) == []  # no /proc/stat: nothing to say
+
+
+def test_the_window_sees_a_process_that_spins():
+    if not os.path.exists("/proc/stat") or not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no /proc/stat here")
+    with _spinner(seconds=10):
+        import time
+        time.sleep(1.0)  # let it start
+        with machine.Window() as window:
+            time.sleep(1.5)
+    reading = window.reading()
+    assert reading["others_cores"] > 0.5 and reading["own_cpu_s"] < 0.5
+    assert len(reading["loadavg"]) == 2 and reading["cores"] == machine.cores()
+
+
+class _spinner:
+    """A process spinning on this process's first core, bounded in time and always killed."""
+
+    def __init__(self, seconds: float):
+        core = min(os.sched_getaffinity(0))
+        code = (f"import os, time\nos.sched_setaffinity(0, {{{core}}})\nend = time.time() + {seconds}\n"
+                f"while time.time() < end:\n    pass\n")
+        self._command = [sys.executable, "-c", code]
+
+    def __enter__(self):
+        self._process = subprocess.Popen(self._command)
+        return self
+
+    def __exit__(self, *exc):
+        self._process.kill()
+        self._process.wait()
+
+
+# --------------------------------------------------------------------------- the proof: noise flagged, memory own
+
+
+QUICK = bench.Timing(min_repeats=5, warmup=1, budget_s=0.5)
+
+
+def _bench(keys, **options):
+    spec = shared_spec.load("d2l", input_size=SIZE, num_classes=10)
+    return bench.run([spec], keys, batches=[BATCH], modes=["plain"], device="cpu", train=True, timing=QUICK,
+                     **options)
+
+
+@pytest.mark.cross
+def test_a_busy_core_is_flagged_memory_is_each_frameworks_own_and_every_row_has_its_threads():
+    """torch then onnxruntime on a quiet(er) machine, then onnxruntime then torch while a process spins on one
+    core: every busy row is within 2x of its quiet figure or flagged (and the spinner is seen), each framework's
+    peak RSS is the same whichever ran first (onnxruntime's below torch's, though it ran after it), and every
+    row says its threads."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    quiet = _bench(["torch", "onnx"])
+    with _spinner(seconds=240):
+        busy = _bench(["onnx", "torch"])
+    rows = {}
+    for name, result in (("quiet", quiet), ("busy", busy)):
+        assert [r["framework"] for r in result["rows"]] == (["torch", "onnx"] if name == "quiet" else ["onnx", "torch"])
+        for row in result["rows"]:
+            assert "error" not in row, row
+            assert row["threads"] == {"intra": machine.cores(), "inter": 1, "wait": "PASSIVE"}
+            rows[name, row["framework"]] = row
+    for key in ("torch", "onnx"):
+        before, after = rows["quiet", key], rows["busy", key]
+        for part in ("forward", "train"):
+            if part in after:
+                slower = after[part]["median_s"] / before[part]["median_s"]
+                assert slower <= 2 or any(w.startswith(part) for w in after["warnings"]), (key, part, slower)
+                assert after[part]["machine"]["others_cores"] > 0.5  # the spinner, at least, was seen
+        assert 0.8 < after["peak_rss_bytes"] / before["peak_rss_bytes"] < 1.25, key
+    assert rows["quiet", "onnx"]["peak_rss_bytes"] < rows["quiet", "torch"]["peak_rss_bytes"]
+    text = bench.render_result(busy, "markdown")
+    assert "others used" in text and "rows flagged" in text
+
+
+@pytest.mark.onnx
+def test_threads_option_sets_every_rows_threads():
+    pytest.importorskip("onnxruntime")
+    result = _bench(["onnx"], threads=1)
+    (row,) = result["rows"]
+    assert row["threads"] == result["threads"] == {"intra": 1, "inter": 1, "wait": "PASSIVE"}
+    assert "| 1/1 |" in bench.render_result(result, "markdown")

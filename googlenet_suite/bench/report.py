@@ -44,7 +44,8 @@ def machine_line(result: dict) -> str:
     described = result.get("machine") or {}
     threads = result.get("threads") or {}
     return (f"{described.get('cpu', '?')}, {described.get('cores', '?')} of {described.get('cpu_count', '?')} cores, "
-            f"{threads.get('intra', '?')} intra-op / {threads.get('inter', '?')} inter-op threads")
+            f"{threads.get('intra', '?')} intra-op / {threads.get('inter', '?')} inter-op threads, "
+            f"{str(threads.get('wait', '?')).lower()} waits")
 
 
 def versions_line(result: dict) -> str:

@@ -72,12 +72,14 @@ def _installed(key: str) -> dict:
 
 def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], modes: list[str], device: str,
         train: bool, handwritten: bool = False, exports: bool = False, threads: int | None = None,
-        timing: Timing = Timing(), peak: PeakProtocol = PeakProtocol(), progress=None,
+        timing: Timing = Timing(), peak: PeakProtocol | None = None, progress=None,
         timeout_s: float = WORKER_TIMEOUT_S) -> dict:
     """Every framework x spec x batch x mode, one process each; a ``bad_input`` from a worker (a device the
     framework cannot use) is raised as ``contract.ContractError`` before anything is written."""
     say = progress or (lambda message: contextlib.nullcontext())
-    chosen = Threads(intra=threads or machine.cores())
+    peak = peak or PeakProtocol.protocol()
+    # the user's OMP_WAIT_POLICY wins; else idle threads sleep (worker.Threads says why)
+    chosen = Threads(intra=threads or machine.cores(), wait=os.environ.get("OMP_WAIT_POLICY", "PASSIVE").upper())
     status = {key: _installed(key) for key in keys}
     rows, peaks, versions = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="googlenet-bench-") as tmp:
@@ -116,7 +118,7 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
         _share(row, limit)
         row["warnings"] = _warnings(row)
     return {"suite_version": shared_spec.__version__, "machine": estimate, "versions": versions,
-            "threads": {"intra": chosen.intra, "inter": chosen.inter},
+            "threads": chosen.record(),
             "timing": {"min_repeats": timing.min_repeats, "warmup": timing.warmup, "budget_s": timing.budget_s,
                        "settle": timing.settle},
             "peak_protocol": {"matmul": peak.matmul, "conv": list(peak.conv), "repeats": peak.repeats},
@@ -131,7 +133,7 @@ def _collect(done: dict, job: Measure, status: dict, rows: list, peaks: dict, ve
         status[job.framework] = {"status": "missing", "hint": done["hint"]}
     elif done["status"] == "error":
         rows.extend({"framework": job.framework, "variant": job.spec.variant, "source": source, "mode": job.mode,
-                     "batch": job.batch, "threads": {"intra": job.threads.intra, "inter": job.threads.inter},
+                     "batch": job.batch, "threads": job.threads.record(),
                      "error": done["error"]} for source in job.sources)
     elif done["status"] == "ok":
         rows.extend(done["rows"])

@@ -43,17 +43,25 @@ VERSIONED = ("torch", "tensorflow", "keras", "mxnet", "onnxruntime", "onnx", "nu
 
 @dataclass(frozen=True, slots=True)
 class Threads:
-    """Intra-op threads (one operator's parallel loops) and inter-op threads (operators run side by side)."""
+    """Intra-op threads (one operator's parallel loops), inter-op threads (operators run side by side), and how
+    an idle thread waits for work: ``PASSIVE`` (it sleeps) or ``ACTIVE`` (it spins). Spinning threads keep
+    a core that a busy machine needs for the one thread that still works: torch's eager d2l forward ran at
+    700-3000 ms a call with OpenMP's default or ACTIVE waits and at 55 ms with PASSIVE, on the 2-core machine
+    at load average 10 (docs/benchmarks.md)."""
 
     intra: int
     inter: int = 1
+    wait: str = "PASSIVE"
 
     def env(self) -> dict[str, str]:
         """What the measuring process's environment says before any framework is imported (OpenMP reads it
-        once; MXNet's engine workers and TensorFlow's pools too)."""
+        once; MXNet's engine workers and TensorFlow's pools too; onnxruntime's sessions read the wait policy)."""
         intra, inter = str(self.intra), str(self.inter)
         return {"OMP_NUM_THREADS": intra, "MKL_NUM_THREADS": intra, "TF_NUM_INTRAOP_THREADS": intra,
-                "TF_NUM_INTEROP_THREADS": inter, "MXNET_CPU_WORKER_NTHREADS": inter}
+                "TF_NUM_INTEROP_THREADS": inter, "MXNET_CPU_WORKER_NTHREADS": inter, "OMP_WAIT_POLICY": self.wait}
+
+    def record(self) -> dict:
+        return {"intra": self.intra, "inter": self.inter, "wait": self.wait}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +69,14 @@ class PeakProtocol:
     """The kernels each framework's ``peak_gflops`` times: an ``matmul`` x ``matmul`` fp32 matmul and a 3x3
     convolution of ``conv`` = (batch, channels in = out, side), best of ``repeats``."""
 
-    matmul: int = contract.PEAK_MATMUL
-    conv: tuple[int, int, int] = contract.PEAK_CONV
-    repeats: int = contract.PEAK_REPEATS
+    matmul: int
+    conv: tuple[int, int, int]
+    repeats: int
+
+    @classmethod
+    def protocol(cls) -> "PeakProtocol":
+        """The protocol's constants, read at call time (tests make them small)."""
+        return cls(contract.PEAK_MATMUL, tuple(contract.PEAK_CONV), contract.PEAK_REPEATS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +166,7 @@ def measure(job: Measure) -> dict:
     module = _bench_module(job.framework)
     if job.mode not in getattr(module, "MODES", MODES):  # onnxruntime: no bf16
         return {"status": "skipped"}
-    threads = module.set_threads(job.threads.intra, job.threads.inter)
+    threads = {**module.set_threads(job.threads.intra, job.threads.inter), "wait": job.threads.wait}
     module.resolve_device(job.device)  # a device the framework cannot use: bad input (exit 2)
     after_import = rss_bytes()
     reset_peak_rss()
