@@ -1,7 +1,7 @@
 """``googlenet-suite bench`` for MXNet Gluon: the runner, and a hand-written GoogLeNet.
 
-The runner protocol is in :mod:`googlenet_suite.bench`; the hand-written model in ``handwritten.py``. Both sources go through the same
-runner code, so spec-built / hand-written time measures the models only.
+The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written model in ``handwritten.py``.
+Both sources go through the same runner code, so spec-built / hand-written time measures the models only.
 
 - plain: imperative Gluon (not hybridized): ``net(x)``, ``autograd.record()``, ``loss.backward()``,
   ``gluon.Trainer(..., "sgd").step(batch)``, as a beginner writes it.

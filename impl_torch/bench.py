@@ -1,7 +1,7 @@
 """``googlenet-suite bench`` for PyTorch: the runner, and a hand-written torchvision GoogLeNet.
 
-The runner protocol is in :mod:`googlenet_suite.bench`; the hand-written model in ``handwritten.py``. Both sources go through the same
-runner code, so spec-built / hand-written time measures the models only.
+The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written model in ``handwritten.py``.
+Both sources go through the same runner code, so spec-built / hand-written time measures the models only.
 
 - plain: eager fp32 in NCHW, ``torch.no_grad()`` for inference, ``torch.optim.SGD`` for training,
   as a beginner writes it.

@@ -20,5 +20,5 @@ SOURCES = contract.BENCH_SOURCES
 MODES = contract.BENCH_MODES
 DEVICES = contract.DEVICES
 
-__all__ = ["DEVICES", "EXPORT", "HAND_WRITTEN_VARIANT", "MODES", "PRESETS", "PeakProtocol", "RATIO_LIMIT", "SOURCES", "Threads",
-           "Timing", "autorange", "paired_ratio", "plot", "render_result", "run"]
+__all__ = ["DEVICES", "EXPORT", "HAND_WRITTEN_VARIANT", "MODES", "PRESETS", "PeakProtocol", "RATIO_LIMIT", "SOURCES",
+           "Threads", "Timing", "autorange", "paired_ratio", "plot", "render_result", "run"]
