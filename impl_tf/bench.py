@@ -1,8 +1,8 @@
 """``googlenet-suite bench`` for Keras 3 (TensorFlow): the runner, and a hand-written GoogLeNet.
 
 The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written model in ``handwritten.py``.
-Both sources go through the same runner code, so spec-built / hand-written time measures the models only. The models are
-channels-last (N x H x W x C), as Keras prefers; inputs are made in that layout.
+Both sources go through the same runner code, so spec-built / hand-written time measures the models only.
+The models are channels-last (N x H x W x C), as Keras prefers; inputs are made in that layout.
 
 - plain: eager calls (``model(x, training=...)``, ``tf.GradientTape``, a Python loop of
   ``assign_sub`` for plain SGD), as a beginner writes it.
