@@ -84,34 +84,23 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
     rows, peaks, versions = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="googlenet-bench-") as tmp:
         folder = Path(tmp)
-        for key in keys:
-            can_train = train and fw_registry.FRAMEWORKS[key].can("train")
+        for key, spec in ((key, spec) for key in keys for spec in specs):
+            if status[key]["status"] != "ok":
+                continue
             exporters = [k for k in keys if exports and key == "onnx" and k != key and status[k]["status"] == "ok"
                          and fw_registry.has_part(k, "onnx_export")]
-            for spec in specs:
-                if status[key]["status"] != "ok":
-                    break
-                files, failed = {}, []
-                for other in exporters:
-                    path = str(folder / f"{other}-{spec.variant}.onnx")
-                    with say(f"exporting {other} {spec.variant} to ONNX"):
-                        done = _spawn(Export(other, spec, path, chosen), folder, timeout_s)
-                    if done["status"] == "ok":
-                        files[EXPORT + other] = path
-                    else:  # the row says what failed; the other rows still run
-                        failed.append({"framework": key, "variant": spec.variant, "source": EXPORT + other,
-                                       "error": done.get("error") or done.get("hint")})
-                sources = ("spec",) + (("hand",) if handwritten and key != "onnx" and not spec.aux_logits
-                                       and spec.variant == HAND_WRITTEN_VARIANT else ()) + tuple(files)
-                for batch in batches:
-                    for mode in modes:
-                        job = Measure(key, spec, sources, mode, batch, device, can_train, chosen, timing,
-                                      tuple(files.items()), None if key in peaks else peak)
-                        with say(f"benchmarking {key} {spec.variant} batch {batch} {mode} (a process of its own)"):
-                            done = _spawn(job, folder, timeout_s)
-                        _collect(done, job, status, rows, peaks, versions)
-                        if done["status"] in ("ok", "error"):
-                            rows.extend({**row, "mode": mode, "batch": batch} for row in failed)
+            files, failed = _exported(exporters, spec, folder, threads=chosen, say=say, timeout_s=timeout_s)
+            sources = ("spec",) + (("hand",) if handwritten and key != "onnx" and not spec.aux_logits
+                                   and spec.variant == HAND_WRITTEN_VARIANT else ()) + tuple(files)
+            can_train = train and fw_registry.FRAMEWORKS[key].can("train")
+            for batch, mode in ((batch, mode) for batch in batches for mode in modes):
+                job = Measure(key, spec, sources, mode, batch, device, can_train, chosen, timing, tuple(files.items()),
+                              None if key in peaks else peak)
+                with say(f"benchmarking {key} {spec.variant} batch {batch} {mode} (a process of its own)"):
+                    done = _spawn(job, folder, timeout_s)
+                _collect(done, job, status, rows, peaks, versions)
+                if done["status"] in ("ok", "error"):
+                    rows.extend({**row, "mode": mode, "batch": batch} for row in failed)
     limit = _limit(peaks)
     estimate = machine.describe()
     for row in rows:
@@ -124,6 +113,23 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
             "peak_protocol": {"matmul": peak.matmul, "conv": list(peak.conv), "repeats": peak.repeats},
             "frameworks": status, "peaks_gflops": peaks, "limit": limit, "warnings": _machine_warnings(limit, estimate),
             "rows": rows, "speedups": _speedups(rows), "bf16": _bf16(rows), "spec_vs_hand": _ratios(rows)}
+
+
+def _exported(exporters: list[str], spec: shared_spec.Spec, folder: Path, *, threads: Threads, say,
+              timeout_s: float) -> tuple[dict[str, str], list[dict]]:
+    """Each exporter's ONNX file of ``spec`` (written in a process of its own): ``{"export:<key>": path}``, and an
+    error row (without mode and batch) for each exporter that failed; the other rows still run."""
+    files, failed = {}, []
+    for other in exporters:
+        path = str(folder / f"{other}-{spec.variant}.onnx")
+        with say(f"exporting {other} {spec.variant} to ONNX"):
+            done = _spawn(Export(other, spec, path, threads), folder, timeout_s)
+        if done["status"] == "ok":
+            files[EXPORT + other] = path
+        else:
+            failed.append({"framework": "onnx", "variant": spec.variant, "source": EXPORT + other,
+                           "threads": threads.record(), "error": done.get("error") or done.get("hint")})
+    return files, failed
 
 
 def _collect(done: dict, job: Measure, status: dict, rows: list, peaks: dict, versions: dict) -> None:
