@@ -595,8 +595,9 @@ def test_a_row_is_flagged_for_busy_cores_load_or_spread_and_only_then():
     assert session._warnings(_flagged_row(others=0.1, spread=0.04)) == []
     assert session._warnings(_flagged_row(others=1.0, spread=0.04)) == ["forward: others used 1.0 of 2 cores"]
     assert session._warnings(_flagged_row(others=0.0, spread=0.3)) == ["forward: spread 30% after 10 calls"]
-    assert session._warnings(_flagged_row(others=0.0, spread=0.0, load=4.0)) == ["forward: load average 4.0 before"]
-    assert session._warnings(_flagged_row(others=None, spread=0.0)) == []  # no /proc/stat: nothing to say
+    assert session._warnings(_flagged_row(others=0.0, spread=0.0, load=4.0)) == []  # the direct reading wins
+    assert session._warnings(_flagged_row(others=None, spread=0.0, load=4.0)) == ["forward: load average 4.0 before"]
+    assert session._warnings(_flagged_row(others=None, spread=0.0)) == []  # no /proc/stat, and a low load
 
 
 def test_the_window_sees_a_process_that_spins():
