@@ -154,6 +154,8 @@ def group(module, job: Measure) -> list[dict]:
                 images = job.batch / figures["median_s"]
                 rows[source][part] = {**figures, "images_per_s": images, "gflops": 2 * work * macs * images / 1e9,
                                       "times_s": times[source], "machine": reading}
+                if part == "forward":
+                    rows[source][part]["latency_ms"] = figures["median_s"] * 1000
     except Exception as exc:
         return [{**{k: rows[s][k] for k in ("framework", "variant", "source", "mode", "batch")},
                  "error": _first_line(exc)} for s in rows]
