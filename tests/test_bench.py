@@ -680,4 +680,5 @@ def test_threads_option_sets_every_rows_threads():
     result = _bench(["onnx"], threads=1)
     (row,) = result["rows"]
     assert row["threads"] == result["threads"] == {"intra": 1, "inter": 1, "wait": "PASSIVE"}
+    assert row["process"]["wall_s"] > 0 and row["process"]["cpu_s"] > 0  # its own process's life, compile included
     assert "| 1/1 |" in bench.render_result(result, "markdown")

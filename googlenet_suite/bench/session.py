@@ -12,9 +12,11 @@ import importlib.util
 import json
 import os
 import pickle
+import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import shared_spec
@@ -53,16 +55,25 @@ def _spawn(job, folder: Path, timeout_s: float) -> dict:
     result_file.unlink(missing_ok=True)
     env = {**os.environ, **job.threads.env()}
     command = [sys.executable, "-m", "googlenet_suite.bench.worker", str(job_file), str(result_file)]
+    start, cpu = time.perf_counter(), _children_cpu()
     try:
         done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return {"status": "error", "error": f"the measuring process ran past {timeout_s:.0f} s and was stopped"}
     if result_file.exists():
-        return json.loads(result_file.read_text())
+        # its whole life, imports and compilation included: CPU seconds say what it costs on a quiet machine
+        process = {"wall_s": round(time.perf_counter() - start, 1), "cpu_s": round(_children_cpu() - cpu, 1)}
+        return {**json.loads(result_file.read_text()), "process": process}
     last = (done.stderr.strip().splitlines() or [""])[-1]
     how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
     return {"status": "error", "error": f"the measuring process died ({how}) {last}".strip()}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children (and theirs: a worker's compile processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _installed(key: str) -> dict:
@@ -144,7 +155,7 @@ def _collect(done: dict, job: Measure, status: dict, rows: list, peaks: dict, ve
                      "batch": job.batch, "threads": job.threads.record(),
                      "error": done["error"]} for source in job.sources)
     elif done["status"] == "ok":
-        rows.extend(done["rows"])
+        rows.extend({**row, "process": done["process"]} for row in done["rows"])
         versions.update(done["versions"])
         if done["peaks"] is not None:
             peaks[job.framework] = done["peaks"]
