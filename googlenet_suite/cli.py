@@ -335,16 +335,17 @@ def cmd_bench(args) -> int:
     if options["repeats"] < 1 or args.warmup < 0 or options["time_budget"] < 0:
         raise UsageError(f"--repeats must be >= 1, --warmup >= 0 and --time-budget >= 0. Received: --repeats "
                          f"{options['repeats']} --warmup {args.warmup} --time-budget {options['time_budget']}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be >= 1. Received: --threads {args.threads}")
+    if (args.threads is not None and args.threads < 1) or args.inter_threads < 1:
+        raise UsageError(f"--threads and --inter-threads must be >= 1. Received: --threads {args.threads} "
+                         f"--inter-threads {args.inter_threads}")
     if args.plot and not args.plot.endswith(".png"):
         raise UsageError(f"--plot: expected a .png file name. Received: --plot {args.plot}")
     specs = [_load(name, args) for name in (args.variants or [None])]
     modes = {"both": ["plain", "fast"], "all": list(bench.MODES)}.get(options["mode"], [options["mode"]])
     timing = bench.Timing(min_repeats=options["repeats"], warmup=args.warmup, budget_s=options["time_budget"])
     result = bench.run(specs, keys, batches=options["batch"], modes=modes, device=args.device, timing=timing,
-                       threads=args.threads, train=not args.no_train, handwritten=options["handwritten"],
-                       exports=options["exports"], progress=_progress())
+                       threads=args.threads, inter_threads=args.inter_threads, train=not args.no_train,
+                       handwritten=options["handwritten"], exports=options["exports"], progress=_progress())
     _write_output(bench.render_result(result, args.format), args.output)
     if args.plot:
         _atomic_write(Path(args.plot), lambda tmp: bench.plot(result, tmp), "--plot")
@@ -513,8 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of timed calls per measurement before it stops unsettled (default 10)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, metavar="N",
-                   help="intra-op threads of every framework (default: the cores this process may use); "
-                        "inter-op threads are 1")
+                   help="intra-op threads of every framework (default: the cores this process may use)")
+    p.add_argument("--inter-threads", type=int, metavar="M", default=1,
+                   help="inter-op threads of every framework (default 1: one operator at a time, each on all the "
+                        "intra-op threads)")
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     p.add_argument("--handwritten", action=argparse.BooleanOptionalAction,
                    help="also the hand-written reference models (googlenet), timed against the spec-built ones")

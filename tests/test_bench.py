@@ -547,7 +547,7 @@ def test_cli_bench_json_and_plot(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [["--batch", "0"], ["--batch", "2", "0"], ["--plot", "x.jpg"], ["--repeats", "0"],
-                                 ["--threads", "0"], ["--time-budget", "-1"]])
+                                 ["--threads", "0"], ["--inter-threads", "0"], ["--time-budget", "-1"]])
 def test_cli_bench_bad_arguments_exit_2_and_write_nothing(capsys, tmp_path, monkeypatch, bad):
     monkeypatch.chdir(tmp_path)
     code = main(["bench", "googlenet", "--output", "out.json", "--plot", "out.png", *bad])
@@ -677,8 +677,8 @@ def test_a_busy_core_is_flagged_memory_is_each_frameworks_own_and_every_row_has_
 @pytest.mark.onnx
 def test_threads_option_sets_every_rows_threads():
     pytest.importorskip("onnxruntime")
-    result = _bench(["onnx"], threads=1)
+    result = _bench(["onnx"], threads=1, inter_threads=2)
     (row,) = result["rows"]
-    assert row["threads"] == result["threads"] == {"intra": 1, "inter": 1, "wait": "PASSIVE"}
+    assert row["threads"] == result["threads"] == {"intra": 1, "inter": 2, "wait": "PASSIVE"}
     assert row["process"]["wall_s"] > 0 and row["process"]["cpu_s"] > 0  # its own process's life, compile included
-    assert "| 1/1 |" in bench.render_result(result, "markdown")
+    assert "| 1/2 |" in bench.render_result(result, "markdown")

@@ -85,14 +85,15 @@ def _installed(key: str) -> dict:
 
 def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], modes: list[str], device: str,
         train: bool, handwritten: bool = False, exports: bool = False, threads: int | None = None,
-        timing: Timing = Timing(), peak: PeakProtocol | None = None, progress=None,
+        inter_threads: int = 1, timing: Timing = Timing(), peak: PeakProtocol | None = None, progress=None,
         timeout_s: float = WORKER_TIMEOUT_S) -> dict:
     """Every framework x spec x batch x mode, one process each; a ``bad_input`` from a worker (a device the
     framework cannot use) is raised as ``contract.ContractError`` before anything is written."""
     say = progress or (lambda message: contextlib.nullcontext())
     peak = peak or PeakProtocol.protocol()
     # the user's OMP_WAIT_POLICY wins; else idle threads sleep (worker.Threads says why)
-    chosen = Threads(intra=threads or machine.cores(), wait=os.environ.get("OMP_WAIT_POLICY", "PASSIVE").upper())
+    chosen = Threads(intra=threads or machine.cores(), inter=inter_threads,
+                     wait=os.environ.get("OMP_WAIT_POLICY", "PASSIVE").upper())
     status = {key: _installed(key) for key in keys}
     rows, peaks, versions = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="googlenet-bench-") as tmp:
