@@ -126,15 +126,15 @@ def set_threads(intra: int, inter: int) -> dict[str, int]:
 def peak_gflops(device: str, dtype: str = "float32", *, matmul: int | None = None,
                 conv: tuple[int, int, int] | None = None, repeats: int | None = None) -> float | None:
     """This machine's reachable rate in MXNet (GFLOP/s): the faster of a ``matmul`` x ``matmul`` matmul and a 3x3
-    convolution of ``conv`` = (batch, channels, side) (defaults ``contract.PEAK_MATMUL``, ``PEAK_CONV``), best of
+    convolution of ``conv`` = (batch, channels, side) (defaults ``protocol.PEAK_MATMUL``, ``PEAK_CONV``), best of
     ``repeats``; None for bf16 (MXNet 1.9's NDArray ``dot`` takes float16/32/64; its bf16 is a oneDNN AMP graph
     pass, not an array type)."""
     ctx = resolve_device(device)
     if dtype == "bfloat16":
         return None
-    n, rng = matmul or contract.PEAK_MATMUL, np.random.default_rng(SEED)
+    n, rng = matmul or protocol.PEAK_MATMUL, np.random.default_rng(SEED)
     a, b = (mx.nd.array(rng.standard_normal((n, n)), ctx=ctx, dtype=dtype) for _ in range(2))
-    batch, channels, side = conv or contract.PEAK_CONV
+    batch, channels, side = conv or protocol.PEAK_CONV
     x = mx.nd.array(rng.standard_normal((batch, channels, side, side)), ctx=ctx, dtype=dtype)
     w = mx.nd.array(rng.standard_normal((channels, channels, 3, 3)), ctx=ctx, dtype=dtype)
     mx.nd.waitall()

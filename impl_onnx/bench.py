@@ -97,12 +97,12 @@ def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch
 def peak_gflops(device: str, dtype: str = "float32", *, matmul: int | None = None,
                 conv: tuple[int, int, int] | None = None, repeats: int | None = None) -> float | None:
     """This machine's reachable rate in onnxruntime (GFLOP/s): the faster of one ``matmul`` x ``matmul`` MatMul
-    node and one 3x3 Conv node of ``conv`` = (batch, channels, side) (defaults ``contract.PEAK_MATMUL``,
+    node and one 3x3 Conv node of ``conv`` = (batch, channels, side) (defaults ``protocol.PEAK_MATMUL``,
     ``PEAK_CONV``), best of ``repeats``; fp32 only."""
     if dtype != "float32":
         return None
-    n = matmul or contract.PEAK_MATMUL  # read at call time (tests make it small)
-    batch, channels, side = conv or contract.PEAK_CONV
+    n = matmul or protocol.PEAK_MATMUL  # read at call time (tests make it small)
+    batch, channels, side = conv or protocol.PEAK_CONV
     rng = np.random.default_rng(SEED)
     shapes = {"matmul": ([n, n], [n, n], [n, n]),
               "conv": ([batch, channels, side, side], [channels, channels, 3, 3], [batch, channels, side, side])}

@@ -126,16 +126,16 @@ def set_threads(intra: int, inter: int) -> dict[str, int]:
 def peak_gflops(device: str, dtype: str = "float32", *, matmul: int | None = None,
                 conv: tuple[int, int, int] | None = None, repeats: int | None = None) -> float | None:
     """This machine's reachable rate in TensorFlow (GFLOP/s): the faster of a ``matmul`` x ``matmul`` matmul and a
-    3x3 convolution of ``conv`` = (batch, channels, side) (defaults ``contract.PEAK_MATMUL``, ``PEAK_CONV``),
+    3x3 convolution of ``conv`` = (batch, channels, side) (defaults ``protocol.PEAK_MATMUL``, ``PEAK_CONV``),
     best of ``repeats``; None where ``dtype`` has no fast path."""
     target = resolve_device(device)
     if dtype == "bfloat16" and "GPU" not in target and not cpu_has_bf16():
         return None
-    n, rng = matmul or contract.PEAK_MATMUL, np.random.default_rng(SEED)
+    n, rng = matmul or protocol.PEAK_MATMUL, np.random.default_rng(SEED)
     with tf.device(target):
         a, b = (tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype) for _ in range(2))
 
-        batch, channels, side = conv or contract.PEAK_CONV
+        batch, channels, side = conv or protocol.PEAK_CONV
         x = tf.cast(tf.constant(rng.standard_normal((batch, side, side, channels), dtype=np.float32)), dtype)
         w = tf.cast(tf.constant(rng.standard_normal((3, 3, channels, channels), dtype=np.float32)), dtype)
 

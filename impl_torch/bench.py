@@ -127,16 +127,16 @@ def set_threads(intra: int, inter: int) -> dict[str, int]:
 def peak_gflops(device: str, dtype: str = "float32", *, matmul: int | None = None,
                 conv: tuple[int, int, int] | None = None, repeats: int | None = None) -> float | None:
     """This machine's reachable rate in PyTorch (GFLOP/s): the faster of a ``matmul`` x ``matmul`` matmul and a
-    3x3 convolution of ``conv`` = (batch, channels, side) (defaults ``contract.PEAK_MATMUL``, ``PEAK_CONV``),
+    3x3 convolution of ``conv`` = (batch, channels, side) (defaults ``protocol.PEAK_MATMUL``, ``PEAK_CONV``),
     best of ``repeats``; None where ``dtype`` has no fast path (bf16 on a CPU without AVX512_BF16/AMX)."""
     target = resolve_device(device)
     if dtype == "bfloat16" and target.type == "cpu" and not cpu_has_bf16():
         return None
     use_all_cores()
-    n, generator = matmul or contract.PEAK_MATMUL, torch.Generator().manual_seed(SEED)
+    n, generator = matmul or protocol.PEAK_MATMUL, torch.Generator().manual_seed(SEED)
     a, b = (torch.randn(n, n, generator=generator).to(target, getattr(torch, dtype)) for _ in range(2))
 
-    batch, channels, side = conv or contract.PEAK_CONV
+    batch, channels, side = conv or protocol.PEAK_CONV
     x = torch.randn(batch, channels, side, side, generator=generator).to(target, getattr(torch, dtype))
     w = torch.randn(channels, channels, 3, 3, generator=generator).to(target, getattr(torch, dtype))
     x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)

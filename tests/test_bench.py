@@ -41,9 +41,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def small_peak(monkeypatch):
     """The peak matmul at 256 x 256, once: these tests check the mechanics, never the rate (read when a session
     starts, and handed to its measuring processes)."""
-    monkeypatch.setattr(shared_spec.contract, "PEAK_MATMUL", 256)
-    monkeypatch.setattr(shared_spec.contract, "PEAK_CONV", (1, 16, 8))
-    monkeypatch.setattr(shared_spec.contract, "PEAK_REPEATS", 1)
+    monkeypatch.setattr(shared_spec.protocol, "PEAK_MATMUL", 256)
+    monkeypatch.setattr(shared_spec.protocol, "PEAK_CONV", (1, 16, 8))
+    monkeypatch.setattr(shared_spec.protocol, "PEAK_REPEATS", 1)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # the bench's own choice, whatever this shell says
 
 

@@ -9,15 +9,15 @@ machine's limit beside every figure and a flag on every figure the machine's noi
 - :mod:`.report`: the table and the plot.
 """
 
-from shared_spec import contract
+from shared_spec import contract, protocol
 
 from .report import plot, render_result
 from .session import HAND_WRITTEN_VARIANT, PRESETS, RATIO_LIMIT, run
 from .timing import Timing, autorange, paired_ratio
 from .worker import EXPORT, PeakProtocol, Threads
 
-SOURCES = contract.BENCH_SOURCES
-MODES = contract.BENCH_MODES
+SOURCES = protocol.BENCH_SOURCES
+MODES = protocol.BENCH_MODES
 DEVICES = contract.DEVICES
 
 __all__ = ["DEVICES", "EXPORT", "HAND_WRITTEN_VARIANT", "MODES", "PRESETS", "PeakProtocol", "RATIO_LIMIT", "SOURCES",

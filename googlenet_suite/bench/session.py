@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import shared_spec
-from shared_spec import contract
 
 from .. import frameworks as fw_registry
 from . import machine
@@ -88,7 +87,7 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
         inter_threads: int = 1, timing: Timing = Timing(), peak: PeakProtocol | None = None, progress=None,
         timeout_s: float = WORKER_TIMEOUT_S) -> dict:
     """Every framework x spec x batch x mode, one process each; a ``bad_input`` from a worker (a device the
-    framework cannot use) is raised as ``contract.ContractError`` before anything is written."""
+    framework cannot use) is raised as ``shared_spec.InputError`` before anything is written."""
     say = progress or (lambda message: contextlib.nullcontext())
     peak = peak or PeakProtocol.protocol()
     # the user's OMP_WAIT_POLICY wins; else idle threads sleep (worker.Threads says why)
@@ -148,7 +147,7 @@ def _exported(exporters: list[str], spec: shared_spec.Spec, folder: Path, *, thr
 
 def _collect(done: dict, job: Measure, status: dict, rows: list, peaks: dict, versions: dict) -> None:
     if done["status"] == "bad_input":
-        raise contract.ContractError(done["error"])
+        raise shared_spec.InputError(done["error"])
     if done["status"] == "missing":
         status[job.framework] = {"status": "missing", "hint": done["hint"]}
     elif done["status"] == "error":

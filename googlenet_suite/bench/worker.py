@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import shared_spec
-from shared_spec import contract
+from shared_spec import protocol
 
 from .. import frameworks as fw_registry
 from .. import harness
 from . import machine
 from .timing import Timing, autorange, peak_rss_bytes, reset_peak_rss, rss_bytes, stats
 
-MODES = contract.BENCH_MODES
+MODES = protocol.BENCH_MODES
 PEAK_DTYPES = ("float32", "bfloat16")
 EXPORT = "export:"  # an onnxruntime row's source: "export:torch" is PyTorch's exporter's file
 PARTS = {"forward": "forward", "train": "train_step"}  # a row's part -> the runner's method
@@ -76,7 +76,7 @@ class PeakProtocol:
     @classmethod
     def protocol(cls) -> "PeakProtocol":
         """The protocol's constants, read at call time (tests make them small)."""
-        return cls(contract.PEAK_MATMUL, tuple(contract.PEAK_CONV), contract.PEAK_REPEATS)
+        return cls(protocol.PEAK_MATMUL, tuple(protocol.PEAK_CONV), protocol.PEAK_REPEATS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +148,7 @@ def group(module, job: Measure) -> list[dict]:
             with machine.Window() as window:
                 times = autorange({s: getattr(r, method) for s, r in runners.items()}, job.timing)
             reading = window.reading()
-            work = contract.TRAIN_WORK if part == "train" else 1  # backward: input and weight gradients
+            work = protocol.TRAIN_WORK if part == "train" else 1  # backward: input and weight gradients
             for source in runners:
                 figures = stats(times[source])
                 images = job.batch / figures["median_s"]
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         result = JOBS[type(job)](job)
     except fw_registry.FrameworkMissing as exc:
         result = {"status": "missing", "hint": str(exc)}
-    except contract.ContractError as exc:
+    except shared_spec.InputError as exc:  # a device the framework cannot use: the command's exit 2
         result = {"status": "bad_input", "error": str(exc).splitlines()[0]}
     except Exception as exc:  # the group's rows say what failed; the session goes on
         result = {"status": "error", "error": _first_line(exc)}
