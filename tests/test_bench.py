@@ -578,6 +578,10 @@ def test_the_limit_is_the_best_framework_and_a_share_above_it_says_the_limit_is_
     described = {"estimate": {"float32": 332.0, "bfloat16": 900.0, "how": "..."}}
     (warning,) = session._machine_warnings(limit, described)
     assert warning.startswith("float32: onnx reached 450") and "the estimate is wrong" in warning
+    busy = {"onnx": {"float32": 450.0, "machine": {"others_cores": 1.2, "cores": 2}},
+            "torch": {"float32": 400.0, "machine": {"others_cores": 0.0, "cores": 2}}}
+    (warning, _) = session._machine_warnings(limit, described, busy)
+    assert warning.startswith("onnx's peak was measured while others used 1.2 of 2 cores: it is too low")
     row = _flagged_row(others=0.0, spread=0.01)
     row["forward"]["gflops"] = 500.0
     session._share(row, limit)

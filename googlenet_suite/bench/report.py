@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from .. import render
-from .session import RATIO_LIMIT
+from .session import BUSY_CORES, RATIO_LIMIT
 from .worker import EXPORT
 
 
@@ -97,7 +97,11 @@ def _limit_table(result: dict, fmt: str) -> str:
     def cell(value, missing="-"):
         return f"{value:.1f}" if value else missing
 
-    rows = [[key, cell(p.get("float32")), cell(p.get("bfloat16"), "- (no bf16 path here)")] for key, p in peaks.items()]
+    def busy(peak) -> bool:  # measured while others used our cores: flagged in the warnings below
+        return ((peak.get("machine") or {}).get("others_cores") or 0) > BUSY_CORES
+
+    rows = [[key + (" (busy: see warnings)" if busy(p) else ""), cell(p.get("float32")),
+             cell(p.get("bfloat16"), "- (no bf16 path here)")] for key, p in peaks.items()]
     limit = result.get("limit") or {}
     rows.append(["machine limit (best of the above)", *(cell(limit.get(d, {}).get("gflops")) + (
         f" ({limit[d]['framework']})" if d in limit else "") for d in ("float32", "bfloat16"))])

@@ -124,7 +124,8 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
             "timing": {"min_repeats": timing.min_repeats, "warmup": timing.warmup, "budget_s": timing.budget_s,
                        "settle": timing.settle},
             "peak_protocol": {"matmul": peak.matmul, "conv": list(peak.conv), "repeats": peak.repeats},
-            "frameworks": status, "peaks_gflops": peaks, "limit": limit, "warnings": _machine_warnings(limit, estimate),
+            "frameworks": status, "peaks_gflops": peaks, "limit": limit,
+            "warnings": _machine_warnings(limit, estimate, peaks),
             "rows": rows, "speedups": _speedups(rows), "bf16": _bf16(rows), "spec_vs_hand": _ratios(rows)}
 
 
@@ -206,11 +207,16 @@ def _warnings(row: dict) -> list[str]:
     return out
 
 
-def _machine_warnings(limit: dict, described: dict) -> list[str]:
+def _machine_warnings(limit: dict, described: dict, peaks: dict | None = None) -> list[str]:
+    out = []
+    for key, peak in (peaks or {}).items():
+        others = (peak.get("machine") or {}).get("others_cores")
+        if others is not None and others > BUSY_CORES:
+            out.append(f"{key}'s peak was measured while others used {others:.1f} of "
+                       f"{peak['machine']['cores']} cores: it is too low, and the shares of a limit it sets too high")
     estimate = described.get("estimate")
     if not estimate:
-        return ["no theoretical peak: /proc/cpuinfo gives no clock or vector flags here"]
-    out = []
+        return [*out, "no theoretical peak: /proc/cpuinfo gives no clock or vector flags here"]
     for dtype, measured in limit.items():
         if estimate.get(dtype) and measured["gflops"] > estimate[dtype]:
             out.append(f"{dtype}: {measured['framework']} reached {measured['gflops']:.0f} GFLOP/s, above the "
