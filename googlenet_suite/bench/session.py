@@ -89,6 +89,7 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
     """Every framework x spec x batch x mode, one process each; a ``bad_input`` from a worker (a device the
     framework cannot use) is raised as ``shared_spec.InputError`` before anything is written."""
     say = progress or (lambda message: contextlib.nullcontext())
+    fw_registry.check_backends(keys, "bench")  # Keras on another backend: exit 2, not a cell of the table
     peak = peak or PeakProtocol.protocol()
     # the user's OMP_WAIT_POLICY wins; else idle threads sleep (worker.Threads says why)
     chosen = Threads(intra=threads or machine.cores(), inter=inter_threads,
