@@ -7,7 +7,7 @@ The models are channels-last (N x H x W x C), as Keras prefers; inputs are made 
 - plain: eager calls (``model(x, training=...)``, ``tf.GradientTape``, a Python loop of
   ``assign_sub`` for plain SGD), as a beginner writes it.
 - fast: the same forward and training step inside ``tf.function`` without XLA: a graph on TF's oneDNN
-  kernels, faster on a CPU than XLA's code (``scripts/fast_modes.py``, googlenet at batch 8 on the 2-core
+  kernels, faster on a CPU than XLA's code (``python -m impl_tf.fast_modes``, googlenet at batch 8 on the 2-core
   AVX-512 CPU: forward 115 img/s in the graph against 63 with XLA, training step 33.6 against 8.6; on the
   earlier CPU without AVX-512 the training step 7.15 against 4.04). Tracing happens while the runner is
   created (``setup_s``), never in the timed calls.
@@ -87,7 +87,7 @@ class Runner:
             self._predict, self._step = predict, step
             self.notes = "eager, fp32, NHWC"
             return
-        # graphs without XLA: TF's oneDNN kernels beat XLA's CPU code (scripts/fast_modes.py, module docstring)
+        # graphs without XLA: TF's oneDNN kernels beat XLA's CPU code (python -m impl_tf.fast_modes; module docstring)
         self._predict = tf.function(predict, jit_compile=False)
         self._step = tf.function(step, jit_compile=False)
         self.notes = "tf.function (graph, no XLA)" + (", mixed_bfloat16" if mode == "bf16" else "")

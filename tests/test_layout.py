@@ -59,7 +59,6 @@ SCRIPTS = {f"scripts.{path.stem}": path for path in sorted((ROOT / "scripts").gl
 NOT_YET_THIN = {
     "scripts.gpu_check": "scripts/gpu_check.py runs torch and Keras itself (a second harness): issue 19 moves it "
                          "into the package",
-    "scripts.fast_modes": "scripts/fast_modes.py times MXNet and Keras fast-mode candidates itself",
 }
 
 

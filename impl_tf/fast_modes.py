@@ -1,9 +1,6 @@
-"""The fast-mode candidates ``bench`` chose between on a CPU, timed in one process (batch 8, googlenet, 224).
-
-MXNet: imperative, ``hybridize(static_alloc, static_shape)`` and, on top, ``optimize_for(backend="MKLDNN")``
-(MXNet 1.9's oneDNN subgraph fusion), eval forward. Keras/TF: the eval forward and the training step eager,
-in ``tf.function`` and in ``tf.function(jit_compile=True)`` (XLA). Median images/s of a few calls after two warm-ups; MXNet is
-imported first (TensorFlow first crashes MXNet 1.9.1). Run: ``python scripts/fast_modes.py [--repeats N]``.
+"""The fast-mode candidates ``bench`` chose between for Keras on a CPU (batch 8, googlenet, 224): the eval forward
+and the training step eager, in ``tf.function`` and in ``tf.function(jit_compile=True)`` (XLA). Median images/s
+of a few calls after two warm-ups. Run: ``python -m impl_tf.fast_modes [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -15,10 +12,13 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import mxnet as mx  # noqa: E402  (before tensorflow)
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import shared_spec  # noqa: E402
+
+import impl_tf  # noqa: E402
 
 BATCH = 8
 
@@ -34,27 +34,7 @@ def rate(call, repeats: int) -> float:
     return BATCH / float(np.median(times))
 
 
-def mxnet_forward(spec, repeats: int) -> dict[str, float]:
-    import impl_mxnet
-
-    x = mx.nd.array(np.random.default_rng(0).standard_normal((BATCH, *spec.input_shape)), dtype=np.float32)
-    out = {}
-    net = impl_mxnet.build(spec, device="cpu", seed=0)
-    out["imperative"] = rate(lambda: net(x).wait_to_read(), repeats)
-    net.hybridize(static_alloc=True, static_shape=True)
-    out["hybridize(static)"] = rate(lambda: net(x).wait_to_read(), repeats)
-    fused = impl_mxnet.build(spec, device="cpu", seed=0)
-    fused.hybridize(static_alloc=True, static_shape=True)
-    fused.optimize_for(x, backend="MKLDNN", static_alloc=True, static_shape=True)
-    out["hybridize + optimize_for(MKLDNN)"] = rate(lambda: fused(x).wait_to_read(), repeats)
-    return out
-
-
 def tf_forward(spec, repeats: int) -> dict[str, float]:
-    import tensorflow as tf
-
-    import impl_tf
-
     model = impl_tf.build(spec, device="cpu", seed=0)
     x = tf.constant(np.random.default_rng(0).standard_normal((BATCH, *spec.input_shape), dtype=np.float32)
                     .transpose(0, 2, 3, 1))
@@ -69,11 +49,6 @@ def tf_forward(spec, repeats: int) -> dict[str, float]:
 
 
 def tf_train_step(spec, repeats: int) -> dict[str, float]:
-    import keras
-    import tensorflow as tf
-
-    import impl_tf
-
     model = impl_tf.build(spec, device="cpu", seed=0)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((BATCH, *spec.input_shape), dtype=np.float32).transpose(0, 2, 3, 1))
@@ -94,13 +69,13 @@ def tf_train_step(spec, repeats: int) -> dict[str, float]:
             "tf.function(jit_compile=True)": rate(lambda: xla(x, y).numpy(), repeats)}
 
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=8)
     args = parser.parse_args()
     spec = shared_spec.load("googlenet")
-    for title, result in (("MXNet eval forward", mxnet_forward(spec, args.repeats)),
-                          ("Keras eval forward", tf_forward(spec, args.repeats)),
+    for title, result in (("Keras eval forward", tf_forward(spec, args.repeats)),
                           ("Keras training step", tf_train_step(spec, args.repeats))):
         base = next(iter(result.values()))
         for name, value in result.items():
