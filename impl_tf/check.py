@@ -1,6 +1,7 @@
 """``googlenet-suite check --keras``: a user's own ``keras.Model`` (Sequential, functional or subclassed), read and
 set in the neutral layout (HWIO <-> OIHW, dense (in, out) <-> (out, in)), every layer's output recorded by wrapping
-its ``call`` for one forward pass (``googlenet_suite/check.py`` does the rest)."""
+its ``call`` for one forward pass; a functional model's data flow read from its layer graph
+(``googlenet_suite/check/`` does the rest)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,21 @@ def parameters(model) -> list[dict]:
                 out.append({"name": f"{name}.{role.split('.')[-1]}", "module": name, "role": role,
                             "shape": _neutral_shape(role, tuple(var.shape)), "_var": var})
     return out
+
+
+def flow(model) -> dict | None:
+    """A functional model's layer graph: each top-level layer -> the layers whose outputs it takes, in input order
+    (a ``Concatenate``'s is its branch order), and the output layers. None for a Sequential or subclassed model
+    (the order its layers run in is then its data flow)."""
+    nodes = getattr(model, "_nodes", None)
+    if not nodes or isinstance(model, keras.Sequential) or not getattr(model, "outputs", None):
+        return None
+    edges = {}
+    for layer in model._flatten_layers(include_self=False, recursive=False):
+        inbound = [node for k, node in enumerate(layer._inbound_nodes) if f"{id(layer)}_ib-{k}" in nodes]
+        edges[layer.name] = tuple(t._keras_history.operation.name for node in inbound
+                                  for t in node.input_tensors)
+    return {"edges": edges, "outputs": tuple(t._keras_history.operation.name for t in model.outputs)}
 
 
 def load(model, values: dict[str, np.ndarray]) -> None:

@@ -40,13 +40,21 @@ def test_d2l_pytorch_code_agrees_with_the_d2l_variant(capsys, tmp_path):
     assert sum(row["status"] == "agree" for row in result["layers"]) >= 80
 
 
-def test_torchvision_style_model_for_the_d2l_variant_is_a_clear_mismatch(capsys):
+def test_torchvision_style_model_for_the_d2l_variant_is_a_clear_mismatch(capsys, tmp_path):
+    """Another architecture is a finding (exit 1, the report), not bad input."""
+    report, junit = tmp_path / "check.json", tmp_path / "check.xml"
     code, out, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch",
-                                  "impl_torch.handwritten:GoogLeNet"])
-    assert code == 2 and out == ""
-    line, = err.strip().splitlines()[-1:]
-    assert line.startswith("error: cannot map") and "'conv1.conv.weight' (64, 1, 7, 7)" in line
-    assert "(64, 3, 7, 7)" in line and "another variant" in line and "Traceback" not in err
+                                  "impl_torch.handwritten:GoogLeNet", "--format", "json", "--output", report,
+                                  "--junit", junit])
+    assert code == 1 and "Traceback" not in err
+    result = json.loads(report.read_text())
+    line = result["verdict"]
+    assert "DIVERGES: another architecture: cannot map" in line and "'conv1.conv.weight' (64, 1, 7, 7)" in line
+    assert "(64, 3, 7, 7)" in line and "another variant" in line
+    arch = result["architecture"]
+    assert (arch["layer"], arch["expected"], arch["yours"]) == ("conv1", [64, 1, 7, 7], [64, 3, 7, 7])
+    assert arch["tensor"] == "conv1.conv.weight" and arch["trap"] == "in-channels"
+    assert "architecture (weights)" in junit.read_text() and "another variant" in junit.read_text()
 
 
 def test_torchvision_style_model_agrees_with_googlenet(capsys):
@@ -88,9 +96,9 @@ def test_map_rules_name_the_spec_keys(capsys, tmp_path):
 
 
 def test_d2l_model_for_the_googlenet_variant_is_a_clear_mismatch(capsys):
-    code, _, err = run(capsys, ["check", "googlenet", "--input-size", 32, 32, "--torch", D2L])
-    line = err.strip().splitlines()[-1]
-    assert code == 2 and line.startswith("error: cannot map") and "another variant" in line
+    code, out, err = run(capsys, ["check", "googlenet", "--input-size", 32, 32, "--torch", D2L])
+    line = out.strip().splitlines()[-1]
+    assert code == 1 and "DIVERGES: another architecture: cannot map" in line and "another variant" in line
 
 
 def test_a_forward_that_raises_is_one_line(capsys):
