@@ -4,7 +4,7 @@ the graph's edges, every node's output made a graph output and run by onnxruntim
 the rest).
 
 An initializer that feeds several nodes (torch's exporter stores identical fresh BatchNorm tensors once with
-``training=TrainingMode.PRESERVE``) is one parameter per node here: loading the suite's weights gives each node
+``training=TrainingMode.PRESERVE``, behind Identity nodes) is one parameter per node here: loading the suite's weights gives each node
 its own copy. A file exported in eval mode usually has its BatchNorm folded into the convolutions: there is then
 no BN to load the suite's statistics into, and the mapping says so."""
 
@@ -78,11 +78,14 @@ def _producers(graph) -> dict[str, int]:
 def _slots(model: Model) -> list[Slot]:
     nodes = list(model.proto.graph.node)
     producer = _producers(model.proto.graph)
-    readers: dict[str, int] = {}
-    for node in nodes:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
-    out = []
+
+    def initializer(name: str) -> str | None:
+        """The initializer behind an input, through Identity nodes (torch's exporter aliases shared tensors so)."""
+        while name not in model.inits and name in producer and nodes[producer[name]].op_type == "Identity":
+            name = nodes[producer[name]].input[0]
+        return name if name in model.inits else None
+
+    found = []
     for k, node in enumerate(nodes):
         module, roles = _name(node), _ROLES.get(node.op_type, [])
         if node.op_type == "Add":  # MatMul + Add: the Add's initializer is the MatMul's bias
@@ -91,13 +94,16 @@ def _slots(model: Model) -> list[Slot]:
             if len(matmul) == 1 and len(node.input) == 2:
                 module, roles = _name(nodes[producer[node.input[matmul[0]]]]), [(1 - matmul[0], "dense.bias")]
         for index, role in roles:
-            init = node.input[index] if index < len(node.input) else ""
-            if init not in model.inits:
-                continue
-            transposed = role == "dense.weight" and (node.op_type == "MatMul" or not _attr(node, "transB", 0))
-            name = init if readers[init] == 1 else f"{init}@{_name(node)}"
-            out.append(Slot(name, init, k, index, module, role, transposed))
-    return out
+            init = initializer(node.input[index]) if index < len(node.input) else None
+            if init is not None:
+                transposed = role == "dense.weight" and (node.op_type == "MatMul" or not _attr(node, "transB", 0))
+                found.append((init, k, index, module, role, transposed))
+    readers: dict[str, int] = {}
+    for init, *_ in found:
+        readers[init] = readers.get(init, 0) + 1
+    return [Slot(init if readers[init] == 1 and nodes[k].input[index] == init else f"{init}@{_name(nodes[k])}:{index}",
+                 init, k, index, module, role, transposed)
+            for init, k, index, module, role, transposed in found]
 
 
 def parameters(model: Model) -> list[dict]:
@@ -109,7 +115,7 @@ def parameters(model: Model) -> list[dict]:
     return out
 
 
-def flow(model: Model) -> dict:
+def flow(model: Model, x=None) -> dict:
     """The graph's edges: each node's name -> the names of the nodes whose outputs it reads, in input order."""
     graph = model.proto.graph
     producer = _producers(graph)

@@ -74,7 +74,7 @@ def parameters(model) -> list[dict]:
     return out
 
 
-def flow(model) -> dict | None:
+def flow(model, x=None) -> dict | None:
     """A functional model's layer graph: each top-level layer -> the layers whose outputs it takes, in input order
     (a ``Concatenate``'s is its branch order), and the output layers. None for a Sequential or subclassed model
     (the order its layers run in is then its data flow)."""

@@ -55,6 +55,28 @@ def test_keras_same_at_stride_2_is_named(capsys):
     assert result["first_divergence"]["diagnosis"]["trap"] == "same-padding-stride-2"
 
 
+@pytest.mark.parametrize("factory", ["functional", "subclassed"])
+def test_correct_keras_models_agree_with_no_map(capsys, factory):
+    """Parallel branches with explicit ZeroPadding2D, as a functional graph (run a level at a time: the graph, not
+    the order, tells inception3b's two 128x256x1x1 convs apart) and as a subclassed model."""
+    code, result, err = check(capsys, "d2l", "--input-size", 32, 32, "--keras", f"{FIXTURES}/forms_keras.py:{factory}")
+    assert code == 0, (err, result and result["verdict"])
+    assert result["logits"]["max_abs_diff"] <= 1e-4 and result["mapping"]["notes"] == []
+    assert sum(row["status"] == "agree" for row in result["layers"]) >= 80
+    if factory == "functional":
+        rows = {row["name"]: row["record"] for row in result["layers"]}
+        assert rows["inception3b.branch1.conv1"] == "inception3b_1x1"
+        assert rows["inception3b.branch2.conv1"] == "inception3b_3x3_reduce"
+
+
+@pytest.mark.slow
+def test_the_suites_handwritten_keras_googlenet_agrees_with_no_map(capsys):
+    """impl_tf.handwritten:googlenet is a functional model at 224x224 (its input size is fixed)."""
+    code, result, err = check(capsys, "googlenet", "--keras", "impl_tf.handwritten:googlenet")
+    assert code == 0, (err, result and result["verdict"])
+    assert result["mapping"]["notes"] == [] and all(row["status"] == "agree" for row in result["layers"])
+
+
 def test_not_a_keras_model(capsys):
     code, _, err = check(capsys, "d2l", "--keras", "json:JSONDecoder")
     assert code == 2 and "expected a keras.Model, got json.decoder.JSONDecoder" in err.strip().splitlines()[-1]

@@ -40,6 +40,19 @@ def test_d2l_pytorch_code_agrees_with_the_d2l_variant(capsys, tmp_path):
     assert sum(row["status"] == "agree" for row in result["layers"]) >= 80
 
 
+def test_branches_run_out_of_order_are_mapped_by_the_concat_order(capsys):
+    """Registered and run last branch first, concatenated in the spec's order: the data flow (torch.cat's input
+    order) says which 1x1 conv is which, where the order they ran in would swap two of the same shape."""
+    code, out, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch",
+                                  f"{FIXTURES}/forms_torch.py:shuffled", "--format", "json"])
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["agree"] and result["mapping"]["notes"] == []
+    rows = {row["name"]: row for row in result["layers"]}
+    assert rows["inception3b.branch1.conv1"]["record"] == "blocks.3b.conv1"
+    assert rows["inception3b.branch2.conv1"]["record"] == "blocks.3b.reduce3"
+
+
 def test_torchvision_style_model_for_the_d2l_variant_is_a_clear_mismatch(capsys, tmp_path):
     """Another architecture is a finding (exit 1, the report), not bad input."""
     report, junit = tmp_path / "check.json", tmp_path / "check.xml"

@@ -65,9 +65,9 @@ def _records(raw: list[dict]) -> list[Record]:
     return [Record(r["name"], r["kind"], np.asarray(r["value"]), r.get("pre_activation", False)) for r in raw]
 
 
-def _flow(adapter, model, records: list[Record] | None) -> Flow:
+def _flow(adapter, model, x, records: list[Record] | None) -> Flow:
     order = tuple(dict.fromkeys(r.name for r in records or ()))
-    graph = adapter.flow(model) if hasattr(adapter, "flow") else None
+    graph = adapter.flow(model, x) if hasattr(adapter, "flow") else None
     if graph is None:
         return Flow(order=order)
     return Flow({k: tuple(v) for k, v in graph["edges"].items()}, tuple(graph["outputs"]), order)
@@ -92,7 +92,7 @@ def run_check(spec: shared_spec.Spec, key: str, target: str, *, batch: int = 1, 
         own = _records(adapter.run(model, x)[1])
     except Exception:
         own = None
-    flow = _flow(adapter, model, own)
+    flow = _flow(adapter, model, x, own)
     params = [Param(p["name"], p["module"], p["role"], tuple(p["shape"])) for p in adapter.parameters(model)]
     order = rank((p.module for p in params), flow)
     params.sort(key=lambda p: order[p.module])
