@@ -4,9 +4,9 @@ the graph's edges, every node's output made a graph output and run by onnxruntim
 the rest).
 
 An initializer that feeds several nodes (torch's exporter stores identical fresh BatchNorm tensors once with
-``training=TrainingMode.PRESERVE``, behind Identity nodes) is one parameter per node here: loading the suite's weights gives each node
-its own copy. A file exported in eval mode usually has its BatchNorm folded into the convolutions: there is then
-no BN to load the suite's statistics into, and the mapping says so."""
+``training=TrainingMode.PRESERVE``, behind Identity nodes) is one parameter per node here: loading the suite's
+weights gives each node its own copy. A file exported in eval mode usually has its BatchNorm folded into the
+convolutions: there is then no BN to load the suite's statistics into, and the mapping says so."""
 
 from __future__ import annotations
 

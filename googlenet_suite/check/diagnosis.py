@@ -69,7 +69,8 @@ def diagnose(plan: list[Step], matches: dict[str, Match], name: str, records: li
         tried.append(TrapTry(trap, text, best, where, tuple(y.shape[1:])))
     limit = REPRODUCE * max(1.0, scale(ref))
     hits = [t for t in tried if t.max_abs_diff <= limit]
-    return FirstDivergence(**base, input_from=origin, numpy_vs_reference=diff(plain, ref) if plain is not None else None,
+    return FirstDivergence(**base, input_from=origin,
+                           numpy_vs_reference=diff(plain, ref) if plain is not None else None,
                            traps=tuple(tried), diagnosis=min(hits, key=lambda t: t.max_abs_diff) if hits else None)
 
 
@@ -138,7 +139,8 @@ def walk_on(plan: list[Step], matches: dict[str, Match], first: str, records: li
             at = _at(step, by_name, matches, records, inp, weights, flat)
             if step.source in local:
                 at = At(at.x, at.weights, at.source_layer, None, at.flat_source)
-            options = [("as the spec", "", plain)] + [("trap", f"{trap}: {text}", y) for trap, text, y in traps(layer, at)]
+            options = [("as the spec", "", plain)]
+            options += [("trap", f"{trap}: {text}", y) for trap, text, y in traps(layer, at)]
         found = _find(records, index, options, layer)
         walked += 1
         if found is None:

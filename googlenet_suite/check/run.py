@@ -84,7 +84,8 @@ def run_check(spec: shared_spec.Spec, key: str, target: str, *, batch: int = 1, 
     adapter = fw_registry.part(key, "check")
     rules = read_rules(map_file) if map_file else []
     ref_key = reference_key(key)
-    with say(f"{spec.variant}: the suite's weights and reference activations ({fw_registry.FRAMEWORKS[ref_key].label})"):
+    label = fw_registry.FRAMEWORKS[ref_key].label
+    with say(f"{spec.variant}: the suite's weights and reference activations ({label})"):
         x, weights, ref_logits, ref_acts = reference(spec, ref_key, batch=batch, seed=seed)
     with say(f"loading your model ({target})"):
         model = _user_model(adapter, key, target, spec)
@@ -169,8 +170,10 @@ def _weights_differ(mismatch: Mismatch, own: list[Record], ref_acts, weights, *,
     trap = cause = None
     if mismatch.kernel:
         trap, cause = "kernel-size", mismatch.kernel
-    elif mismatch.spec_shape and mismatch.shape and len(mismatch.shape) == 4 and mismatch.spec_shape[1] != mismatch.shape[1]:
-        trap, cause = "in-channels", f"{mismatch.shape[1]} input channels where the variant has {mismatch.spec_shape[1]}"
+    elif mismatch.spec_shape and mismatch.shape and len(mismatch.shape) == 4 \
+            and mismatch.spec_shape[1] != mismatch.shape[1]:
+        trap = "in-channels"
+        cause = f"{mismatch.shape[1]} input channels where the variant has {mismatch.spec_shape[1]}"
     finding = Architecture("weights", _layer_of(mismatch.spec_key) if mismatch.spec_key else None, mismatch.spec_shape,
                            mismatch.shape, mismatch.name, trap, cause, mismatch.text)
     return CheckResult(**{**base, "mapping": Notes(tuple(notes))}, logits=None, layers=rows, first_divergence=None,

@@ -78,8 +78,8 @@ def _kernel(layer, step: int):
     return tuple(max(1, k + step) for k in layer.kernel)
 
 
-def _kernel_text(kernel) -> str:
-    return "x".join(map(str, kernel))
+def _kernel_say(layer, step: int) -> str:
+    return f"a {'x'.join(map(str, _kernel(layer, step)))} kernel where the spec has {'x'.join(map(str, layer.kernel))}"
 
 
 def _repad(layer, at, padding):
@@ -125,10 +125,10 @@ TRAPS: tuple[Trap, ...] = (
          lambda layer, at: f"padding {_pads(layer, +1)} where the spec pads {layer.padding}"),
     Trap("kernel-one-less", (Pool,), lambda layer, at: min(layer.kernel) > 1 and at.hw is not None,
          lambda layer, at: numeric.pool(replace(layer, kernel=_kernel(layer, -1)), at.x),
-         lambda layer, at: f"a {_kernel_text(_kernel(layer, -1))} kernel where the spec has {_kernel_text(layer.kernel)}"),
+         lambda layer, at: _kernel_say(layer, -1)),
     Trap("kernel-one-more", (Pool,), lambda layer, at: _fits(layer, at, kernel=_kernel(layer, 1)),
          lambda layer, at: numeric.pool(replace(layer, kernel=_kernel(layer, 1)), at.x),
-         lambda layer, at: f"a {_kernel_text(_kernel(layer, 1))} kernel where the spec has {_kernel_text(layer.kernel)}"),
+         lambda layer, at: _kernel_say(layer, 1)),
     Trap("bn-eps", (Conv,), lambda layer, at: layer.norm is not None,
          lambda layer, at: numeric.conv(layer, at.x, at.weights, eps=_other_eps(layer)),
          lambda layer, at: f"BatchNorm eps {_other_eps(layer):g} where the spec has {layer.norm.eps:g}"),
