@@ -53,6 +53,27 @@ def test_branches_run_out_of_order_are_mapped_by_the_concat_order(capsys):
     assert rows["inception3b.branch2.conv1"]["record"] == "blocks.3b.reduce3"
 
 
+@pytest.mark.parametrize("factory,layer,expected,yours,tensor,cause", [
+    ("conv1_padded_2", "conv1", [64, 16, 16], [64, 15, 15], "0.0",
+     "padding (2, 2, 2, 2) where the spec pads (3, 3, 3, 3)"),
+    ("pool_without_padding", "maxpool1", [64, 8, 8], [64, 7, 7], "0.2", "no padding where the spec pads (1, 1, 1, 1)"),
+])
+def test_an_architecture_mistake_in_d2l_is_a_finding_with_its_cause(capsys, tmp_path, factory, layer, expected,
+                                                                    yours, tensor, cause):
+    report, junit = tmp_path / "check.json", tmp_path / "check.xml"
+    code, out, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch",
+                                  f"{FIXTURES}/d2l_mistakes_torch.py:{factory}", "--format", "json",
+                                  "--output", report, "--junit", junit])
+    assert code == 1 and "Traceback" not in err, err
+    result = json.loads(report.read_text())
+    arch = result["architecture"]
+    assert (arch["layer"], arch["expected"], arch["yours"], arch["tensor"], arch["cause"]) == \
+        (layer, expected, yours, tensor, cause)
+    assert f"shape differs at layer {layer}" in result["verdict"] and f"reproduced by: {cause}" in result["verdict"]
+    assert result["layers"][-1]["name"] == layer and result["layers"][-1]["status"] == "missing"
+    assert cause in junit.read_text()
+
+
 def test_torchvision_style_model_for_the_d2l_variant_is_a_clear_mismatch(capsys, tmp_path):
     """Another architecture is a finding (exit 1, the report), not bad input."""
     report, junit = tmp_path / "check.json", tmp_path / "check.xml"
