@@ -159,6 +159,8 @@ def render_check(result, fmt: str) -> str:
                      _diff_text(result.logits.max_abs_diff), f"{result.logits.scale:.3g}"])
     title = (f"{result.variant}: {result.model} vs the suite's weights (seed {result.input.seed}, from "
              f"{result.reference}), input {tuple(result.input.shape)}")
+    if result.architecture is not None and result.architecture.where == "weights":
+        title += ": they do not fit, so shapes only, your model with its own weights"
     text = render_table(title, ["layer", "status", "your tensor", "max abs diff", "scale"], rows, fmt)
     arch = result.architecture
     if arch is not None:
@@ -177,11 +179,10 @@ def render_check(result, fmt: str) -> str:
                              f"({walk.as_the_spec} of {walk.layers} layers from {first.layer} on are as the spec)",
                              ["layer", "status", "what"], [[d.layer, d.status, d.detail] for d in result.departures],
                              fmt)
-    for note in result.mapping.notes:
-        text += f"note: {_cell(note) if fmt == 'markdown' else note}\n"
-    if fmt == "markdown":
-        return text + f"\n**{_cell(result.verdict)}**\n"
-    return text + result.verdict + "\n"
+    if fmt == "markdown":  # notes as a list, the verdict a paragraph of its own
+        notes = "".join(f"- note: {_cell(note)}\n" for note in result.mapping.notes)
+        return text + (notes + "\n" if notes else "") + f"**{_cell(result.verdict)}**\n"
+    return text + "".join(f"note: {note}\n" for note in result.mapping.notes) + result.verdict + "\n"
 
 
 FAILING = {"differs", "missing", "shape differs"}

@@ -70,7 +70,7 @@ def test_an_architecture_mistake_in_d2l_is_a_finding_with_its_cause(capsys, tmp_
     assert (arch["layer"], arch["expected"], arch["yours"], arch["tensor"], arch["cause"]) == \
         (layer, expected, yours, tensor, cause)
     assert f"shape differs at layer {layer}" in result["verdict"] and f"reproduced by: {cause}" in result["verdict"]
-    assert result["layers"][-1]["name"] == layer and result["layers"][-1]["status"] == "missing"
+    assert result["layers"][-1] == {**result["layers"][-1], "name": layer, "status": "shape differs", "record": tensor}
     assert cause in junit.read_text()
 
 

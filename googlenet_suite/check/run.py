@@ -5,6 +5,7 @@ diagnosed and the rest walked. The result is a :class:`.report.CheckResult`."""
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import replace
 
 import numpy as np
 
@@ -136,17 +137,29 @@ def _base(spec, key, target, x, seed, ref_key, tolerance, notes) -> dict:
                 reference=ref_key, input=Input(tuple(x.shape), seed), tolerance=tolerance, mapping=Notes(tuple(notes)))
 
 
-def _rows(plan, matches, records, ref_acts, until: str | None, statuses: dict | None = None) -> tuple[LayerRow, ...]:
+SHAPES_ONLY = {"agree": "shape as the spec", "differs": "shape as the spec", "missing": "shape differs"}
+
+
+def _rows(plan, matches, records, ref_acts, until: str | None, *, shapes_only: bool = False) -> tuple[LayerRow, ...]:
+    """The table up to layer ``until``; ``shapes_only``: the user's model ran with its own weights, so only the
+    shapes are compared."""
     rows = []
     for step in plan:
         name = step.layer.name
         m = matches[name]
-        rows.append(LayerRow(name, step.layer.op, (statuses or {}).get(m.status, m.status),
-                             records[m.index].name if m.index is not None else None, m.view or None, m.diff,
-                             scale(ref_acts[name]) if name in ref_acts else None))
+        status = SHAPES_ONLY.get(m.status, m.status) if shapes_only else m.status
+        rows.append(LayerRow(name, step.layer.op, status, records[m.index].name if m.index is not None else None,
+                             None if shapes_only else m.view or None, None if shapes_only else m.diff,
+                             None if shapes_only or name not in ref_acts else scale(ref_acts[name])))
         if name == until:
             break
     return tuple(rows)
+
+
+def _at_finding(rows: tuple[LayerRow, ...], finding: Architecture) -> tuple[LayerRow, ...]:
+    """The finding's layer row says so, with the user's tensor in its place."""
+    return tuple(replace(row, status="shape differs", record=finding.tensor) if row.name == finding.layer else row
+                 for row in rows)
 
 
 def _layer_of(spec_key: str) -> str:
@@ -160,13 +173,13 @@ def _weights_differ(mismatch: Mismatch, own: list[Record], ref_acts, weights, *,
     layer's weights that do not fit after it are its consequence), else the weights that do not fit."""
     plan, matches = match_layers(spec, own, ref_acts, channels_last=channels_last, tolerance=float("inf"))
     first = first_divergence(plan, matches, by_value=False)
-    rows = _rows(plan, matches, own, ref_acts, first, {"agree": "shape as the spec", "missing": "shape differs",
-                                                      "differs": "shape as the spec"})
+    rows = _rows(plan, matches, own, ref_acts, first, shapes_only=True)
     base = _base(spec, key, target, x, seed, ref_key, tolerance, notes + (f"the weights do not fit: {mismatch.text}",))
     if first is not None and matches[first].status == "missing":
         finding = _shape_finding(spec, plan, matches, first, own, ref_acts, weights, x, flatten_sources(spec))
         if finding.tensor is not None:
-            return CheckResult(**base, logits=None, layers=rows, first_divergence=None, architecture=finding)
+            return CheckResult(**base, logits=None, layers=_at_finding(rows, finding), first_divergence=None,
+                               architecture=finding)
     trap = cause = None
     if mismatch.kernel:
         trap, cause = "kernel-size", mismatch.kernel
@@ -192,7 +205,8 @@ def assess(logits, records: list[Record], ref_logits, ref_acts, weights, *, spec
     rows = _rows(plan, matches, records, ref_acts, first)
     if first is not None and matches[first].status == "missing":
         finding = _shape_finding(spec, plan, matches, first, records, ref_acts, weights, x, dense_flat)
-        return CheckResult(**base, logits=result_logits, layers=rows, first_divergence=None, architecture=finding)
+        return CheckResult(**base, logits=result_logits, layers=_at_finding(rows, finding), first_divergence=None,
+                           architecture=finding)
     if not same_shape:
         finding = Architecture("output", "logits", tuple(ref_logits.shape[1:]), tuple(logits.shape[1:]), "output",
                                None, None, f"your model's output has shape {tuple(logits.shape[1:])}, the "
