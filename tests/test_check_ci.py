@@ -71,6 +71,18 @@ def test_check_markdown_renders_and_junit_names_the_finding(capsys, tmp_path):
     assert "logits" in failures and "walk: conv1" in failures
 
 
+def test_the_json_report_is_strict_json(capsys):
+    """A trap whose output has another shape than any tensor of yours is null, not Infinity."""
+    code, out, _ = run(capsys, "check", "conv_s2", "--spec", SPEC, "--torch", f"{MODELS}:same_padding",
+                       "--format", "json")
+
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    result = json.loads(out, parse_constant=refuse)
+    assert code == 1 and any(t["max_abs_diff"] is None for t in result["first_divergence"]["traps"])
+
+
 def test_tolerance_decides_the_verdict(capsys):
     argv = ["check", "conv_s2", "--spec", SPEC, "--torch", f"{MODELS}:off_by_a_percent", "--format", "json"]
     code, out, _ = run(capsys, *argv)

@@ -4,6 +4,7 @@ is read from. Nothing here computes; :mod:`.run` fills these in, :mod:`googlenet
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 REPRODUCE = 1e-5  # a trap "reproduces" the user's output within this (relative to the scale above 1)
@@ -125,10 +126,21 @@ class CheckResult:
         return verdict(self)
 
     def to_dict(self) -> dict:
-        """The JSON report: every field, plus ``agree`` and ``verdict``."""
-        doc = dataclasses.asdict(self)
+        """The JSON report: every field, plus ``agree`` and ``verdict``; a difference that is not finite (no tensor
+        of that shape, or NaN) is null, so that strict JSON readers take the file."""
+        doc = _finite(dataclasses.asdict(self))
         doc.update(agree=self.agree, verdict=self.verdict)
         return doc
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def verdict(result: CheckResult) -> str:
