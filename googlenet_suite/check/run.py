@@ -88,8 +88,9 @@ def run_check(spec: shared_spec.Spec, key: str, target: str, *, batch: int = 1, 
     label = fw_registry.FRAMEWORKS[ref_key].label
     with say(f"{spec.variant}: the suite's weights and reference activations ({label})"):
         x, weights, ref_logits, ref_acts = reference(spec, ref_key, batch=batch, seed=seed)
-    with say(f"loading your model ({target})"):  # after the reference: a Gluon file may switch MXNet's numpy
-        model = _user_model(adapter, key, target, spec)  # mode on for the whole process (d2l's npx.set_np())
+    # after the reference: a Gluon file may turn MXNet's numpy mode on for the whole process (d2l's npx.set_np())
+    with say(f"loading your model ({target})"):
+        model = _user_model(adapter, key, target, spec)
     try:  # with its own weights: the order its layers run in, and its shapes if the weights do not fit
         own = _records(adapter.run(model, x)[1])
     except Exception:
