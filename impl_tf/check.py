@@ -74,18 +74,35 @@ def parameters(model) -> list[dict]:
     return out
 
 
-def flow(model, x=None) -> dict | None:
-    """A functional model's layer graph: each top-level layer -> the layers whose outputs it takes, in input order
-    (a ``Concatenate``'s is its branch order), and the output layers. None for a Sequential or subclassed model
-    (the order its layers run in is then its data flow)."""
-    nodes = getattr(model, "_nodes", None)
-    if not nodes or isinstance(model, keras.Sequential) or not getattr(model, "outputs", None):
-        return None
-    edges = {}
+def _functional(layer) -> bool:
+    return bool(getattr(layer, "_nodes", None)) and not isinstance(layer, keras.Sequential) \
+        and bool(getattr(layer, "outputs", None))
+
+
+def _graph(model, prefix: str, edges: dict) -> None:
+    """``model``'s layers -> the layers whose outputs they take, in input order, named by dotted path; a functional
+    model inside is expanded (its input layers fed by what feeds it, its name standing for its outputs)."""
     for layer in model._flatten_layers(include_self=False, recursive=False):
-        inbound = [node for k, node in enumerate(layer._inbound_nodes) if f"{id(layer)}_ib-{k}" in nodes]
-        edges[layer.name] = tuple(t._keras_history.operation.name for node in inbound
-                                  for t in node.input_tensors)
+        inbound = [node for k, node in enumerate(layer._inbound_nodes) if f"{id(layer)}_ib-{k}" in model._nodes]
+        sources = tuple(f"{prefix}{t._keras_history.operation.name}" for node in inbound for t in node.input_tensors)
+        name = f"{prefix}{layer.name}"
+        if _functional(layer):
+            for tensor in layer.inputs:
+                edges[f"{name}.{tensor._keras_history.operation.name}"] = sources
+            _graph(layer, f"{name}.", edges)
+            sources = tuple(f"{name}.{t._keras_history.operation.name}" for t in layer.outputs)
+        edges[name] = edges.get(name, ()) + sources
+
+
+def flow(model, x=None) -> dict | None:
+    """A functional model's layer graph (nested functional models expanded): each layer -> the layers whose
+    outputs it takes, in input order (a ``Concatenate``'s is its branch order), and the output layers. None for a
+    Sequential or subclassed model (the order its layers run in is then its data flow); a Sequential or
+    subclassed layer inside a functional model keeps its place, its own layers in the order they run."""
+    if not _functional(model):
+        return None
+    edges: dict = {}
+    _graph(model, "", edges)
     return {"edges": edges, "outputs": tuple(t._keras_history.operation.name for t in model.outputs)}
 
 

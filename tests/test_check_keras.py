@@ -73,7 +73,7 @@ def test_keras_same_at_stride_2_is_named(capsys):
     assert result["first_divergence"]["diagnosis"]["trap"] == "same-padding-stride-2"
 
 
-@pytest.mark.parametrize("factory", ["functional", "subclassed"])
+@pytest.mark.parametrize("factory", ["functional", "subclassed", "nested"])
 def test_correct_keras_models_agree_with_no_map(capsys, factory):
     """Parallel branches with explicit ZeroPadding2D, as a functional graph (run a level at a time: the graph, not
     the order, tells inception3b's two 128x256x1x1 convs apart) and as a subclassed model."""

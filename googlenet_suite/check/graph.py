@@ -122,16 +122,18 @@ class Flow:
     def from_graph(self) -> bool:
         return self.edges is not None
 
-    def canonical(self) -> list[str]:
-        """The nodes in the spec's kind of order (see the module docstring); nodes off the path to an output
-        (an aux head that eval mode does not run) after, in the order given."""
-        ordered = dataflow_order(self.edges, self.outputs) if self.edges is not None else []
-        seen = set(ordered)
-        rest = [name for name in (*self.order, *(self.edges or {})) if name not in seen]
-        return ordered + list(dict.fromkeys(rest))
 
+def rank(names: Iterable[str], flow: Flow) -> dict[str, tuple[int, int]]:
+    """Each name's place in the canonical order, as a sort key. A name the graph does not hold (a layer inside a
+    Sequential or subclassed layer of a functional model, ``block.conv``) takes its nearest enclosing node's place,
+    then the order it ran in; names neither saw come last."""
+    graph = {name: k for k, name in enumerate(dataflow_order(flow.edges, flow.outputs))} if flow.from_graph else {}
+    ran = {name: k for k, name in enumerate(flow.order)}
 
-def rank(names: Iterable[str], flow: Flow) -> dict[str, int]:
-    """Each name's place in the canonical order (names the flow never saw: after every other)."""
-    order = {name: k for k, name in enumerate(flow.canonical())}
-    return {name: order.get(name, len(order)) for name in names}
+    def key(name: str) -> tuple[int, int]:
+        parts = name.split(".")
+        place = next((graph[head] for head in (".".join(parts[:n]) for n in range(len(parts), 0, -1))
+                      if head in graph), len(graph))
+        return place, ran.get(name, len(ran))
+
+    return {name: key(name) for name in names}
