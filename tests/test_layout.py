@@ -202,7 +202,7 @@ def test_every_exception_class_derives_from_the_suite_root():
     found = _exception_classes()
     # the scan sees the classes it must (a broken scan would find nothing and pass)
     for known in ("shared_spec.spec.SpecError", "shared_spec.contract.ContractError", "shared_spec.oracle.ShapeError",
-                  "googlenet_suite.console.UsageError", "googlenet_suite.check.MappingError",
+                  "googlenet_suite.console.UsageError", "googlenet_suite.check.user_code.MappingError",
                   "googlenet_suite.frameworks.FrameworkMissing", "impl_onnx.builder.OnnxBuildError"):
         assert known in found, f"the ast scan missed {known}"
     outside = sorted(where for where, ancestors in found.items()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..console import UsageError
+from shared_spec.errors import InputError
 
 MAX_LINE = 380
 
@@ -25,8 +25,8 @@ def short(text: str, limit: int = MAX_LINE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class CheckInputError(UsageError):
-    """A model, factory or mapping the check cannot work with (exit 2, one line)."""
+class CheckInputError(InputError):
+    """A model, factory or mapping the check cannot work with (the CLI: one line, exit 2)."""
 
     def __init__(self, message):
         super().__init__(short(message))
