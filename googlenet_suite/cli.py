@@ -202,12 +202,45 @@ def cmd_compare(args) -> int:
     keys = fw_registry.parse_frameworks(args.frameworks)
     if args.batch < 1:
         raise UsageError(f"--batch must be >= 1. Received: --batch {args.batch}")
+    _report_files(args)
     names = args.variants or [None]
     specs = [_load(name, args) for name in names]
     result = harness.compare(specs, keys, batch=args.batch, device=args.device, seed=args.seed,
-                             require_all=args.require_all, progress=_progress())
+                             tolerance=args.tolerance, require_all=args.require_all, progress=_progress())
     _write_output(render.render_compare(result, args.format, stages=args.stages), args.output)
+    if args.junit:
+        _write_output(render.junit_compare(result), args.junit)
     return EXIT_OK if result["agree"] else EXIT_DISAGREE
+
+
+def _tolerance(text: str) -> float:
+    """``--tolerance``: a number > 0 (max abs difference, relative to a layer's scale above 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def _report_files(args) -> None:
+    """--output and --junit: writable, and not the same file (checked before any work)."""
+    given = [(option, Path(path)) for option, path in (("--output", args.output), ("--junit", args.junit)) if path]
+    for option, path in given:
+        check_output(path, option)
+    if len(given) == 2 and given[0][1].resolve() == given[1][1].resolve():
+        raise UsageError(f"--output and --junit name the same file: {given[0][1]}")
+
+
+def _ci_options(p) -> None:
+    """compare's and check's options for CI: a JUnit XML report and the tolerance."""
+    from .harness import TOLERANCE
+
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report here (one test case per "
+                                                   "framework or layer, the finding in each failure)")
+    p.add_argument("--tolerance", type=_tolerance, default=TOLERANCE, metavar="T",
+                   help=f"max abs difference, relative to a layer's scale above 1 (default {TOLERANCE:g})")
 
 
 def cmd_run(args) -> int:
@@ -315,13 +348,14 @@ def cmd_check(args) -> int:
         raise UsageError("check: give exactly one of " + ", ".join(check.OPTIONS[k] for k in check.OPTIONS))
     if args.batch < 1:
         raise UsageError(f"--batch must be >= 1. Received: --batch {args.batch}")
-    if args.output:
-        check_output(Path(args.output))
+    _report_files(args)
     (key, target), = given
     result = check.run_check(_load(args.variant, args), key, target, batch=args.batch, seed=args.seed,
-                             map_file=args.map, progress=_progress())
-    _write_output(check.render(result, args.format), args.output)
-    return EXIT_OK if result["agree"] else EXIT_DISAGREE
+                             map_file=args.map, tolerance=args.tolerance, progress=_progress())
+    _write_output(render.render_check(result, args.format), args.output)
+    if args.junit:
+        _write_output(render.junit_check(result), args.junit)
+    return EXIT_OK if result.agree else EXIT_DISAGREE
 
 
 def cmd_bench(args) -> int:
@@ -438,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--require-all", action="store_true",
                    help="a framework of --frameworks that is not installed fails the check (exit 1) "
                         "instead of being left out")
+    _ci_options(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("run", help="run one framework's model on your own channels-first .npy input",
@@ -471,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", metavar="FILE", help="JSON rules: regex on your parameter names -> spec keys")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seed", type=_seed, default=0)
+    _ci_options(p)
     p.set_defaults(func=cmd_check)
     sub._parser_class = _IntermixedParser  # SRC and VARIANT on either side of the options
     p = sub.add_parser("convert", help="weights between the suite's format, torchvision's state_dict and GluonCV's "

@@ -1,6 +1,7 @@
 """``googlenet-suite check --gluon``: a user's own Gluon ``Block`` (legacy ``nd`` or ``npx.set_np()`` numpy mode),
 initialised if it is not, read and set in the neutral layout (Gluon's is the same: OIHW, (out, in)), run
-un-hybridized with forward hooks on every block (``googlenet_suite/check.py`` does the rest)."""
+un-hybridized with forward hooks on every block; its data flow followed through the blocks and the
+concatenations (``googlenet_suite/check/`` does the rest)."""
 
 from __future__ import annotations
 
@@ -104,3 +105,80 @@ def run(model, x: np.ndarray):
     if isinstance(out, (tuple, list)):
         out = out[0]
     return out.asnumpy(), records
+
+
+def _arrays(value) -> list:
+    if isinstance(value, mx.nd.NDArray):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [a for item in value for a in _arrays(item)]
+    return []
+
+
+_CONCATS = [(mx.nd, "concat"), (mx.nd, "Concat"), (mx.np, "concatenate")]
+
+
+def flow(model, x: np.ndarray) -> dict | None:
+    """One forward (un-hybridized, its own weights) followed: every leaf block -> the blocks whose outputs it takes,
+    and each concatenation's inputs in order (``F.concat``, ``np.concatenate``). None where a block's input came
+    from a function the check does not follow (``npx.relu`` between blocks): the order blocks ran in stands then."""
+    origin, alive, edges = {}, [], {}
+
+    def mark(value, name):
+        for array in _arrays(value):
+            origin[id(array)] = name
+            alive.append(array)
+
+    def sources(value):
+        return tuple(dict.fromkeys(origin[id(a)] for a in _arrays(value) if id(a) in origin))
+
+    def concat(original):
+        def call(*args, **kwargs):
+            out = original(*args, **kwargs)
+            found = sources((args, kwargs))
+            if len(found) > 1:
+                name = f"concat#{len(edges)}"
+                edges[name] = found
+                mark(out, name)
+            return out
+        return call
+
+    layers = _CONV + _BN + _POOL + (nn.Dense,)  # a Conv2D's own Activation child is part of it
+    inner = {f"{name}." for name, block in _blocks(model) if isinstance(block, layers)}
+    leaves = [(name, block) for name, block in _blocks(model)
+              if (isinstance(block, layers) or not block._children) and not name.startswith(tuple(inner))]
+    hybrid = [b for _, b in [("", model), *_blocks(model)] if getattr(b, "_active", False)]
+    for block in hybrid:  # before the hooks go on (hybridize warns of hooks it would not run)
+        block.hybridize(False)
+    handles, ran = [], []
+    for name, block in leaves:
+        def before(blk, inputs, _name=name):
+            ran.append(_name)
+            edges[_name] = edges.get(_name, ()) + sources(inputs)
+
+        def after(blk, inputs, output, _name=name):
+            mark(output, _name)
+        handles += [block.register_forward_pre_hook(before), block.register_forward_hook(after)]
+    originals = [(module, attr, getattr(module, attr)) for module, attr in _CONCATS if hasattr(module, attr)]
+    try:
+        for module, attr, original in originals:
+            setattr(module, attr, concat(original))
+        inputs = _array(x)
+        mark(inputs, "(input)")
+        with autograd.predict_mode():
+            out = model(inputs)
+    except Exception:
+        return None
+    finally:
+        for module, attr, original in originals:
+            setattr(module, attr, original)
+        for handle in handles:
+            handle.detach()
+        for block in hybrid:
+            block.hybridize(True)
+    outputs = sources(out[0] if isinstance(out, (tuple, list)) else out)
+    if not outputs or any(not edges.get(name) for name in ran):
+        return None
+    return {"edges": edges, "outputs": outputs}

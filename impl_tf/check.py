@@ -1,6 +1,7 @@
 """``googlenet-suite check --keras``: a user's own ``keras.Model`` (Sequential, functional or subclassed), read and
 set in the neutral layout (HWIO <-> OIHW, dense (in, out) <-> (out, in)), every layer's output recorded by wrapping
-its ``call`` for one forward pass (``googlenet_suite/check.py`` does the rest)."""
+its ``call`` for one forward pass; a functional model's data flow read from its layer graph
+(``googlenet_suite/check/`` does the rest)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,38 @@ def parameters(model) -> list[dict]:
                 out.append({"name": f"{name}.{role.split('.')[-1]}", "module": name, "role": role,
                             "shape": _neutral_shape(role, tuple(var.shape)), "_var": var})
     return out
+
+
+def _functional(layer) -> bool:
+    return bool(getattr(layer, "_nodes", None)) and not isinstance(layer, keras.Sequential) \
+        and bool(getattr(layer, "outputs", None))
+
+
+def _graph(model, prefix: str, edges: dict) -> None:
+    """``model``'s layers -> the layers whose outputs they take, in input order, named by dotted path; a functional
+    model inside is expanded (its input layers fed by what feeds it, its name standing for its outputs)."""
+    for layer in model._flatten_layers(include_self=False, recursive=False):
+        inbound = [node for k, node in enumerate(layer._inbound_nodes) if f"{id(layer)}_ib-{k}" in model._nodes]
+        sources = tuple(f"{prefix}{t._keras_history.operation.name}" for node in inbound for t in node.input_tensors)
+        name = f"{prefix}{layer.name}"
+        if _functional(layer):
+            for tensor in layer.inputs:
+                edges[f"{name}.{tensor._keras_history.operation.name}"] = sources
+            _graph(layer, f"{name}.", edges)
+            sources = tuple(f"{name}.{t._keras_history.operation.name}" for t in layer.outputs)
+        edges[name] = edges.get(name, ()) + sources
+
+
+def flow(model, x=None) -> dict | None:
+    """A functional model's layer graph (nested functional models expanded): each layer -> the layers whose
+    outputs it takes, in input order (a ``Concatenate``'s is its branch order), and the output layers. None for a
+    Sequential or subclassed model (the order its layers run in is then its data flow); a Sequential or
+    subclassed layer inside a functional model keeps its place, its own layers in the order they run."""
+    if not _functional(model):
+        return None
+    edges: dict = {}
+    _graph(model, "", edges)
+    return {"edges": edges, "outputs": tuple(t._keras_history.operation.name for t in model.outputs)}
 
 
 def load(model, values: dict[str, np.ndarray]) -> None:

@@ -1,11 +1,14 @@
 """``googlenet-suite check --torch``: a user's own ``nn.Module``, read and set in the neutral layout, run with
-forward hooks on every module (``googlenet_suite/check.py`` does the rest, framework-free)."""
+forward hooks on every module; its data flow (which module feeds which, and the order a ``torch.cat`` takes its
+inputs in) seen in one forward through a ``TorchFunctionMode`` (``googlenet_suite/check/`` does the rest,
+framework-free)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 CHANNELS_LAST = False
 
@@ -83,3 +86,78 @@ def run(model: nn.Module, x: np.ndarray):
     if hasattr(out, "logits"):  # torchvision's GoogLeNetOutputs
         out = out.logits
     return out.detach().cpu().float().numpy(), records
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors(item)]
+    return []
+
+
+class _DataFlow(TorchFunctionMode):
+    """Which node each tensor comes from: a leaf module (its forward hook names its output), or a torch function
+    with two or more traced inputs (``torch.cat``, an add), which becomes a node of its own with its inputs in
+    order; a function of one traced input (``F.relu``, a view) passes its origin on."""
+
+    def __init__(self):
+        super().__init__()
+        self.origin: dict[int, str] = {}
+        self.edges: dict[str, tuple[str, ...]] = {}
+        self.alive: list[torch.Tensor] = []  # ids stay unique while the tensors live
+
+    def mark(self, value, name: str) -> None:
+        for tensor in _tensors(value):
+            self.origin[id(tensor)] = name
+            self.alive.append(tensor)
+
+    def sources(self, value) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.origin[id(t)] for t in _tensors(value) if id(t) in self.origin))
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        sources = self.sources((args, kwargs))
+        if len(sources) > 1:
+            name = f"{getattr(func, '__name__', 'op')}#{len(self.edges)}"
+            self.edges[name] = sources
+            self.mark(out, name)
+        elif sources:
+            self.mark(out, sources[0])
+        return out
+
+
+def flow(model: nn.Module, x: np.ndarray) -> dict | None:
+    """One forward (its own weights) traced: every leaf module -> the nodes that feed it, in order, and the output
+    node. None where the forward does not run so (the order modules ran in then stands for the data flow)."""
+    tracer = _DataFlow()
+    leaves = [(name, module) for name, module in model.named_modules() if name and not any(module.children())]
+
+    def before(name):
+        def hook(module, args):
+            tracer.edges[name] = tracer.edges.get(name, ()) + tracer.sources(args)
+        return hook
+
+    def after(name):
+        def hook(module, args, output):
+            tracer.mark(output, name)
+        return hook
+
+    handles = [h for name, module in leaves for h in (module.register_forward_pre_hook(before(name)),
+                                                      module.register_forward_hook(after(name)))]
+    try:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        inputs = torch.from_numpy(x).to(device)
+        tracer.mark(inputs, "(input)")
+        with torch.no_grad(), tracer:
+            out = model.eval()(inputs)
+    except Exception:
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+    first = _tensors(getattr(out, "logits", out))[:1]
+    outputs = tracer.sources(first)
+    return {"edges": tracer.edges, "outputs": outputs} if outputs else None

@@ -40,6 +40,14 @@ def test_d2l_mxnet_code_agrees_with_the_d2l_variant(capsys, restore_np_mode):
     assert sum(row["status"] == "agree" for row in result["layers"]) >= 80
 
 
+@pytest.mark.parametrize("factory", ["hybrid_sequential", "shuffled"])
+def test_hybrid_sequential_agrees(capsys, factory):
+    code, result, err = check(capsys, "d2l", "--input-size", 32, 32, "--gluon", f"{FIXTURES}/forms_gluon.py:{factory}")
+    assert code == 0, (err, result and result["verdict"])
+    assert result["logits"]["max_abs_diff"] <= 1e-4 and result["mapping"]["notes"] == []
+    assert sum(row["status"] == "agree" for row in result["layers"]) >= 80
+
+
 def test_not_a_gluon_block(capsys):
     code, _, err = check(capsys, "d2l", "--gluon", "json:JSONDecoder")
     assert code == 2 and "expected a Gluon Block, got json.decoder.JSONDecoder" in err.strip().splitlines()[-1]

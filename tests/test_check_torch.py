@@ -40,13 +40,55 @@ def test_d2l_pytorch_code_agrees_with_the_d2l_variant(capsys, tmp_path):
     assert sum(row["status"] == "agree" for row in result["layers"]) >= 80
 
 
-def test_torchvision_style_model_for_the_d2l_variant_is_a_clear_mismatch(capsys):
+def test_branches_run_out_of_order_are_mapped_by_the_concat_order(capsys):
+    """Registered and run last branch first, concatenated in the spec's order: the data flow (torch.cat's input
+    order) says which 1x1 conv is which, where the order they ran in would swap two of the same shape."""
     code, out, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch",
-                                  "impl_torch.handwritten:GoogLeNet"])
-    assert code == 2 and out == ""
-    line, = err.strip().splitlines()[-1:]
-    assert line.startswith("error: cannot map") and "'conv1.conv.weight' (64, 1, 7, 7)" in line
-    assert "(64, 3, 7, 7)" in line and "another variant" in line and "Traceback" not in err
+                                  f"{FIXTURES}/forms_torch.py:shuffled", "--format", "json"])
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["agree"] and result["mapping"]["notes"] == []
+    rows = {row["name"]: row for row in result["layers"]}
+    assert rows["inception3b.branch1.conv1"]["record"] == "blocks.3b.conv1"
+    assert rows["inception3b.branch2.conv1"]["record"] == "blocks.3b.reduce3"
+
+
+@pytest.mark.parametrize("factory,layer,expected,yours,tensor,cause", [
+    ("conv1_padded_2", "conv1", [64, 16, 16], [64, 15, 15], "0.0",
+     "padding (2, 2, 2, 2) where the spec pads (3, 3, 3, 3)"),
+    ("pool_without_padding", "maxpool1", [64, 8, 8], [64, 7, 7], "0.2", "no padding where the spec pads (1, 1, 1, 1)"),
+])
+def test_an_architecture_mistake_in_d2l_is_a_finding_with_its_cause(capsys, tmp_path, factory, layer, expected,
+                                                                    yours, tensor, cause):
+    report, junit = tmp_path / "check.json", tmp_path / "check.xml"
+    code, out, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch",
+                                  f"{FIXTURES}/d2l_mistakes_torch.py:{factory}", "--format", "json",
+                                  "--output", report, "--junit", junit])
+    assert code == 1 and "Traceback" not in err, err
+    result = json.loads(report.read_text())
+    arch = result["architecture"]
+    assert (arch["layer"], arch["expected"], arch["yours"], arch["tensor"], arch["cause"]) == \
+        (layer, expected, yours, tensor, cause)
+    assert f"shape differs at layer {layer}" in result["verdict"] and f"reproduced by: {cause}" in result["verdict"]
+    assert result["layers"][-1] == {**result["layers"][-1], "name": layer, "status": "shape differs", "record": tensor}
+    assert cause in junit.read_text()
+
+
+def test_torchvision_style_model_for_the_d2l_variant_is_a_clear_mismatch(capsys, tmp_path):
+    """Another architecture is a finding (exit 1, the report), not bad input."""
+    report, junit = tmp_path / "check.json", tmp_path / "check.xml"
+    code, out, err = run(capsys, ["check", "d2l", "--input-size", 32, 32, "--torch",
+                                  "impl_torch.handwritten:GoogLeNet", "--format", "json", "--output", report,
+                                  "--junit", junit])
+    assert code == 1 and "Traceback" not in err
+    result = json.loads(report.read_text())
+    line = result["verdict"]
+    assert "DIVERGES: another architecture: cannot map" in line and "'conv1.conv.weight' (64, 1, 7, 7)" in line
+    assert "(64, 3, 7, 7)" in line and "another variant" in line
+    arch = result["architecture"]
+    assert (arch["layer"], arch["expected"], arch["yours"]) == ("conv1", [64, 1, 7, 7], [64, 3, 7, 7])
+    assert arch["tensor"] == "conv1.conv.weight" and arch["trap"] == "in-channels"
+    assert "architecture (weights)" in junit.read_text() and "another variant" in junit.read_text()
 
 
 def test_torchvision_style_model_agrees_with_googlenet(capsys):
@@ -88,9 +130,9 @@ def test_map_rules_name_the_spec_keys(capsys, tmp_path):
 
 
 def test_d2l_model_for_the_googlenet_variant_is_a_clear_mismatch(capsys):
-    code, _, err = run(capsys, ["check", "googlenet", "--input-size", 32, 32, "--torch", D2L])
-    line = err.strip().splitlines()[-1]
-    assert code == 2 and line.startswith("error: cannot map") and "another variant" in line
+    code, out, err = run(capsys, ["check", "googlenet", "--input-size", 32, 32, "--torch", D2L])
+    line = out.strip().splitlines()[-1]
+    assert code == 1 and "DIVERGES: another architecture: cannot map" in line and "another variant" in line
 
 
 def test_a_forward_that_raises_is_one_line(capsys):
