@@ -401,7 +401,20 @@ def cmd_train(args) -> int:
              "seed": args.seed, "aux": args.aux, "limit": args.limit, "device": args.device}
     if not args.resume and not args.framework:
         raise UsageError("train: --framework is required (unless --resume continues a checkpoint)")
+    if args.framework == "all" and args.resume:
+        raise UsageError("train: --resume continues one framework's checkpoint; give it without --framework all")
+    if not args.resume and not given["variant"]:
+        given["variant"] = train.default_variant(args.data)
     try:
+        if args.framework == "all":
+            from . import side_by_side
+
+            recipe = train.Recipe(**{**{k: v for k, v in given.items() if v is not None}, "framework": "torch",
+                                     "lr": args.lr if args.lr is not None else train.DEFAULT_LR[args.optimizer or "sgd"]})
+            side_by_side.train_all(recipe, args.out or "runs", data_dir=args.data_dir, download=args.download,
+                                   spec_file=args.spec, progress=not args.quiet,
+                                   log=lambda message: print(message, file=sys.stderr, flush=True))
+            return EXIT_OK
         if args.resume:
             recipe = train.resume_recipe(train.read_checkpoint(args.resume), given)
         else:
@@ -427,13 +440,20 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from . import train
 
+    from . import side_by_side
+
+    options = dict(variant=_one_variant(args), data_name=args.data, data_dir=args.data_dir, download=args.download,
+                   resize=args.resize, limit=args.limit, device=args.device, spec_file=args.spec)
     try:
-        result = train.evaluate_checkpoint(args.framework, args.weights, variant=_one_variant(args), data_name=args.data,
-                                           data_dir=args.data_dir, download=args.download, resize=args.resize,
-                                           limit=args.limit, device=args.device, spec_file=args.spec)
+        if args.framework == "all":
+            result = side_by_side.evaluate_all(args.weights, log=lambda line: print(line, file=sys.stderr), **options)
+        else:
+            result = train.evaluate_checkpoint(args.framework, args.weights, **options)
     except _train_errors() as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
-    if args.format == "json":
+    if args.framework == "all":
+        text = json.dumps(result, indent=2) + "\n" if args.format == "json" else side_by_side.render_table(result)
+    elif args.format == "json":
         text = json.dumps(result, indent=2) + "\n"
     else:
         text = (f"{result['framework']} {result['variant']} on {result['data']} test ({result['examples']} examples, "
@@ -564,9 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one framework's model (d2l's recipe by default), with logs and checkpoints",
                        parents=[one, _spec_parent(overrides=False), _device_parent(None)])
-    p.add_argument("--framework", choices=trainable, help="required unless --resume")
+    p.add_argument("--framework", choices=[*trainable, "all"], help="required unless --resume; all: the same recipe "
+                   "in each, from the same start, and an overlay plot of the runs in --out (default runs)")
     p.add_argument("--variant", dest="variant_option", metavar="VARIANT", help="the same as the positional VARIANT "
-                   "(default: d2l)")
+                   "(default: d2l; googlenet with --data synthetic)")
     p.add_argument("--data", choices=datasets.DATASETS, help="default: fashion-mnist")
     p.add_argument("--data-dir", metavar="DIR")
     p.add_argument("--download", action="store_true", help="fetch the data set into --data-dir if it is missing")
@@ -587,7 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy and loss of a checkpoint, in any framework",
                        parents=[one, _spec_parent(overrides=False), _device_parent(),
                                 _report_parent(("text", "json"))])
-    p.add_argument("--framework", required=True, choices=list(fw_registry.FRAMEWORKS))
+    p.add_argument("--framework", required=True, choices=[*fw_registry.FRAMEWORKS, "all"],
+                   help="all: every installed framework, one table")
     p.add_argument("--variant", dest="variant_option", metavar="VARIANT",
                    help="the same as the positional VARIANT (default: the checkpoint's)")
     p.add_argument("--weights", required=True, metavar="CKPT", help="a .safetensors checkpoint from any framework")

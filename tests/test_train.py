@@ -302,7 +302,7 @@ def test_torchrun_ddp_two_processes(runs, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     argv = [str(torchrun), "--nproc_per_node", "2", "-m", "googlenet_suite.cli", "train", "--framework", "torch",
             "--data", "synthetic", "--resize", "32", "--limit", "32", "--batch", "16", "--epochs", "2",
-            "--device", "cpu", "--quiet", "--out", str(out)]
+            "--variant", "d2l", "--device", "cpu", "--quiet", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -313,3 +313,88 @@ def test_torchrun_ddp_two_processes(runs, tmp_path):
     for row, ref in zip(rows, reference):
         assert float(row["loss"]) == pytest.approx(ref["loss"], abs=1e-4)
         assert float(row["train_acc"]) == pytest.approx(ref["train_acc"])
+
+
+# --------------------------------------------------------------------------- all frameworks side by side
+
+#: the README's quick demo, cut to its first QUICK_LIMIT examples to keep the test cheap (the default variant for
+#: the synthetic set, googlenet; 3 epochs at 32x32, batch 32)
+QUICK_LIMIT = 600
+
+
+def test_the_synthetic_set_trains_a_batchnorm_variant_by_default():
+    assert train.default_variant("synthetic") == "googlenet"
+    assert train.default_variant("fashion-mnist") == train.default_variant(None) == "d2l"
+
+
+@pytest.fixture(scope="module")
+def all_runs(tmp_path_factory):
+    """``train --framework all`` once for the module: (output directory, exit code, stderr)."""
+    for key in FRAMEWORKS:
+        _need(key)
+    out = tmp_path_factory.mktemp("all")
+    argv = ["train", "--framework", "all", "--data", "synthetic", "--resize", "32", "--epochs", "3", "--batch", "32",
+            "--limit", str(QUICK_LIMIT), "--device", "cpu", "--quiet", "--out", str(out)]
+    return out, cli.main(argv)
+
+
+@pytest.mark.cross
+@pytest.mark.slow
+def test_train_all_learns_in_every_framework_and_writes_the_overlay(all_runs):
+    out, code = all_runs
+    assert code == 0
+    for key in FRAMEWORKS:
+        rows = json.loads((out / f"{key}-googlenet-synthetic" / "log.json").read_text())["epochs"]
+        assert [row["epoch"] for row in rows] == [1, 2, 3]
+        assert rows[-1]["test_acc"] >= 0.9, (key, [row["test_acc"] for row in rows])
+    assert (out / "overlay-googlenet-synthetic.png").read_bytes().startswith(PNG)
+
+
+@pytest.mark.cross
+@pytest.mark.slow
+def test_train_all_starts_every_framework_from_the_same_weights(all_runs):
+    """The first epoch's training loss is computed from the start weights on the same batches: close everywhere."""
+    out, _ = all_runs
+    first = {key: json.loads((out / f"{key}-googlenet-synthetic" / "log.json").read_text())["epochs"][0]
+             for key in FRAMEWORKS}
+    losses = [row["loss"] for row in first.values()]
+    assert max(losses) - min(losses) < 0.05 * max(losses), first
+
+
+@pytest.mark.cross
+@pytest.mark.slow
+def test_evaluate_all_gives_one_accuracy_in_every_framework(all_runs, capsys):
+    out, _ = all_runs
+    ckpt = out / "torch-googlenet-synthetic" / "last.safetensors"
+    argv = ["evaluate", "--framework", "all", "--weights", str(ckpt), "--data", "synthetic", "--limit",
+            str(QUICK_LIMIT), "--device", "cpu"]
+    assert cli.main([*argv, "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    accuracies = {key: r["accuracy"] for key, r in result["frameworks"].items()}
+    assert set(FRAMEWORKS) <= set(accuracies)
+    assert max(accuracies.values()) - min(accuracies.values()) <= 1e-6, accuracies
+    assert result["accuracy_spread"] <= 1e-6
+    assert cli.main(argv) == 0
+    table = capsys.readouterr().out
+    assert all(fw in table for fw in ("PyTorch", "Keras 3 (TF)", "MXNet Gluon"))
+
+
+@pytest.mark.onnx
+@pytest.mark.torch
+def test_evaluate_onnx_is_a_real_evaluation(runs, capsys):
+    """ONNX Runtime is inference only, and inference is all evaluation takes: the same accuracy as torch."""
+    pytest.importorskip("onnxruntime")
+    ckpt = runs("torch") / "last.safetensors"
+    results = {key: train.evaluate_checkpoint(key, ckpt, data_name="synthetic", limit=32, device="cpu")
+               for key in ("torch", "onnx")}
+    assert results["onnx"]["accuracy"] == results["torch"]["accuracy"]
+    assert results["onnx"]["loss"] == pytest.approx(results["torch"]["loss"], abs=1e-4)
+    code = cli.main(["evaluate", "--framework", "onnx", "--weights", str(ckpt), "--data", "synthetic",
+                     "--limit", "32"])
+    assert code == 0 and "accuracy" in capsys.readouterr().out
+
+
+def test_cli_train_all_refuses_resume(tmp_path, capsys):
+    err = _fails(capsys, _resume_args(tmp_path / "out", tmp_path / "x.safetensors", "--framework", "all"),
+                 tmp_path / "out")
+    assert "--framework all" in err
