@@ -401,34 +401,34 @@ def cmd_train(args) -> int:
              "seed": args.seed, "aux": args.aux, "limit": args.limit, "device": args.device}
     if not args.resume and not args.framework:
         raise UsageError("train: --framework is required (unless --resume continues a checkpoint)")
-    if args.framework == "all" and args.resume:
+    every = args.framework == "all"  # the same recipe in each framework that trains (side_by_side.train_all)
+    if every and args.resume:
         raise UsageError("train: --resume continues one framework's checkpoint; give it without --framework all")
+    if every:
+        given["framework"] = "torch"  # the recipe's first framework
     if not args.resume and not given["variant"]:
         given["variant"] = train.default_variant(args.data)
     try:
-        if args.framework == "all":
-            from . import side_by_side
-
-            recipe = train.Recipe(**{**{k: v for k, v in given.items() if v is not None}, "framework": "torch",
-                                     "lr": args.lr if args.lr is not None else train.DEFAULT_LR[args.optimizer or "sgd"]})
-            side_by_side.train_all(recipe, args.out or "runs", data_dir=args.data_dir, download=args.download,
-                                   spec_file=args.spec, progress=not args.quiet,
-                                   log=lambda message: print(message, file=sys.stderr, flush=True))
-            return EXIT_OK
         if args.resume:
             recipe = train.resume_recipe(train.read_checkpoint(args.resume), given)
         else:
             optimizer = args.optimizer or "sgd"
-            lr = args.lr if args.lr is not None else train.DEFAULT_LR.get(optimizer, 0.1)
+            lr = args.lr if args.lr is not None else train.default_lr(optimizer, args.batch or train.Recipe().batch)
             recipe = train.Recipe(**{**{k: v for k, v in given.items() if v is not None}, "lr": lr}).check()
-        if not args.out and not args.resume and not _SAFE_NAME.fullmatch(recipe.variant):
+        if (every or not args.out) and not args.resume and not _SAFE_NAME.fullmatch(recipe.variant):
             # the default directory is made from the variant's name: it must stay one plain name under runs/
             raise UsageError(f"train: variant name {recipe.variant[:60]!r} cannot name a directory under runs/; "
                              f"give --out DIR")
         out = args.out or (str(Path(args.resume).parent) if args.resume  # go on writing beside the checkpoint
-                           else f"runs/{recipe.framework}-{recipe.variant}-{recipe.data}")
+                           else "runs" if every else f"runs/{recipe.framework}-{recipe.variant}-{recipe.data}")
         if Path(out).exists() and not Path(out).is_dir():
             raise UsageError(f"--out {out}: exists and is not a directory")
+        if every:
+            from . import side_by_side
+
+            side_by_side.train_all(recipe, out, data_dir=args.data_dir, download=args.download, spec_file=args.spec,
+                                   progress=not args.quiet, log=lambda message: print(message, file=sys.stderr, flush=True))
+            return EXIT_OK
         train.train(recipe, out, data_dir=args.data_dir, download=args.download, resume=args.resume,
                     spec_file=args.spec, progress=not args.quiet,
                     log=lambda message: print(message, file=sys.stderr, flush=True))
@@ -438,9 +438,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from . import train
-
-    from . import side_by_side
+    from . import side_by_side, train
 
     options = dict(variant=_one_variant(args), data_name=args.data, data_dir=args.data_dir, download=args.download,
                    resize=args.resize, limit=args.limit, device=args.device, spec_file=args.spec)
@@ -593,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="fetch the data set into --data-dir if it is missing")
     p.add_argument("--epochs", type=int, help="total epochs (default 10)")
     p.add_argument("--batch", type=int, help="default 128")
-    p.add_argument("--lr", type=float, help="default 0.1 for sgd, 0.001 for adam")
+    p.add_argument("--lr", type=float, help="default for sgd 0.1 x batch / 128 (d2l's 0.1 at its batch 128, "
+                   "scaled linearly), 0.001 for adam")
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="default sgd (plain: no momentum, no weight decay)")
     p.add_argument("--resize", type=int, help="input size, square (default 96)")
     p.add_argument("--aux", action="store_true", default=None, help="turn the aux heads on (their loss is weighted)")

@@ -3,7 +3,8 @@
 * Fashion-MNIST from its four standard idx files (``train-images-idx3-ubyte.gz`` …), parsed here,
 * CIFAR-10 from its python batches (``cifar-10-batches-py/data_batch_1`` …), read with an unpickler
   that admits only the globals those files need,
-* a synthetic set that needs no files (class-dependent patterns plus noise: learnable in a few steps),
+* a synthetic set that needs no files (class-dependent patterns plus noise; ``train`` learns it with
+  googlenet, see ``synthetic``),
 * ``download``: the official files, checked against their published checksums, written atomically,
 * ``preprocess``: uint8 to float32 in [0, 1], bilinear resize in numpy, and ``batches``: a seeded order
   per epoch. Both live here, once, so the three frameworks see the same pixels in the same order.
@@ -293,7 +294,10 @@ def synthetic(n_train: int, n_test: int, *, channels: int, size: int, num_classe
 
     Each class has a smooth pattern per channel (4x4 Gaussian noise resized bilinearly to ``size``); an
     example is its class's pattern plus pixel noise, as uint8. Nearest-class-mean gets almost all of the
-    test set right, so a model learns it in a few steps."""
+    test set right. With the defaults (``SYNTHETIC_DEFAULTS``: 2000 training and 500 test images, 1 x 28 x 28,
+    10 classes) ``train --data synthetic --resize 32 --batch 32`` (googlenet, SGD at lr 0.025) passes 0.9 test
+    accuracy within the first epoch, in every framework (docs/teaching.md); d2l's network, without BatchNorm,
+    stays at chance for the first epochs, as it does on Fashion-MNIST."""
     for key, value, low in (("n_train", n_train, 1), ("n_test", n_test, 1), ("channels", channels, 1),
                             ("size", size, 1), ("num_classes", num_classes, 2), ("seed", seed, 0)):
         if not isinstance(value, (int, np.integer)) or value < low:

@@ -93,6 +93,7 @@ def plot_overlay(histories: dict[str, list[dict]], path, *, title: str = "") -> 
         right.plot(epochs, [row["train_acc"] for row in history], "o-", color=colour, label=f"{label} train")
         right.plot(epochs, [row["test_acc"] for row in history], "s--", color=colour, label=f"{label} test")
     left.set_ylabel("cross-entropy")
+    left.set_yscale("log")  # an early test loss can be ten times the training loss (BatchNorm's running statistics)
     right.set_ylabel("accuracy")
     right.set_ylim(0, 1.02)
     for ax in (left, right):
