@@ -318,11 +318,10 @@ def test_torchrun_ddp_two_processes(runs, tmp_path):
 
 # --------------------------------------------------------------------------- all frameworks side by side
 
-#: the README's quick demo (``train --framework all --data synthetic --resize 32 --epochs 3 --batch 32``: googlenet,
-#: SGD at lr 0.025) on the first ALL_LIMIT training and test examples, to keep it cheap
-ALL_LIMIT = 640
-ALL_ARGS = ("--data", "synthetic", "--resize", "32", "--epochs", "3", "--batch", "32", "--limit", str(ALL_LIMIT),
-            "--device", "cpu", "--quiet")
+#: the README's quick demo as it is (googlenet, SGD at lr 0.025, 2000 training images, 63 steps an epoch). Cut to the
+#: first 640 examples, Keras ended at test accuracy 0.77; cut to 1280, PyTorch at 0.89 (BatchNorm's running
+#: statistics lag behind the weights early on): so the test runs the demo itself
+ALL_ARGS = ("--data", "synthetic", "--resize", "32", "--epochs", "3", "--batch", "32", "--device", "cpu", "--quiet")
 
 
 def test_the_default_sgd_learning_rate_is_d2ls_scaled_with_the_batch():
@@ -385,8 +384,7 @@ def test_initial_weights_are_where_every_framework_starts(tmp_path):
 @pytest.mark.slow
 def test_evaluate_all_gives_one_accuracy_in_every_framework(all_runs, capsys):
     ckpt = all_runs / "torch-googlenet-synthetic" / "last.safetensors"
-    argv = ["evaluate", "--framework", "all", "--weights", str(ckpt), "--data", "synthetic", "--limit", str(ALL_LIMIT),
-            "--device", "cpu"]
+    argv = ["evaluate", "--framework", "all", "--weights", str(ckpt), "--data", "synthetic", "--device", "cpu"]
     assert cli.main([*argv, "--format", "json"]) == 0
     result = json.loads(capsys.readouterr().out)
     accuracies = {key: r["accuracy"] for key, r in result["frameworks"].items()}
