@@ -49,14 +49,14 @@ def train_all(recipe: T.Recipe, out: str | os.PathLike, *, data_dir=None, downlo
               progress: bool = True, log: Callable[[str], None] = print) -> dict[str, list[dict]]:
     """``recipe`` in every framework that trains; returns each framework's per-epoch history."""
     recipe.check()
+    ds = T.load_dataset(recipe, data_dir, download=download)
+    spec = T.model_spec(recipe, ds, spec_file=spec_file)  # bad input is one line before anything is said or written
     for key, fw in fw_registry.FRAMEWORKS.items():
         if not fw.can("train"):
             log(f"note: {key} left out: {fw.label} is inference only")
     keys = available(TRAINABLE, log, training=True)
     if not keys:
         raise T.TrainError(f"train --framework all: none of {', '.join(TRAINABLE)} is installed")
-    ds = T.load_dataset(recipe, data_dir, download=download)
-    spec = T.model_spec(recipe, ds, spec_file=spec_file)
     first = T.builder_module(keys[0])
     start = first.export_weights(first.build(spec, device="cpu", seed=recipe.seed))
     log(f"every framework starts from {fw_registry.FRAMEWORKS[keys[0]].label}'s draw with seed {recipe.seed}")
