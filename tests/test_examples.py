@@ -28,17 +28,12 @@ CASES = {
     "googlenet_keras": ("googlenet", "tf", "--keras", "keras", pytest.mark.tf),
     "googlenet_gluon": ("googlenet", "mxnet", "--gluon", "mxnet", pytest.mark.mxnet),
 }
-# Keras's functional model lists its layers by depth in the graph, so the four branches of an Inception block come
-# interleaved and today's check (which maps by the order the layers run in) cannot pair them without --map
-NEEDS_GRAPH_MAPPING = pytest.mark.xfail(strict=False, reason="needs issue 20's graph mapping")
 # the input size for the runs here: small, and odd after the stem at 40 (ceil-mode pools round up there)
 SIZE = 40
 
 
-def cases(*, xfail_keras: bool = False):
-    return [pytest.param(stem, marks=[marker, *([NEEDS_GRAPH_MAPPING] if xfail_keras and key == "tf" else [])],
-                         id=stem)
-            for stem, (_, key, _, _, marker) in CASES.items()]
+def cases():
+    return [pytest.param(stem, marks=marker, id=stem) for stem, (*_, marker) in CASES.items()]
 
 
 def _imports(path: Path) -> set[str]:
@@ -117,33 +112,10 @@ def check(capsys, *argv) -> tuple[int, dict | None, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stem", cases(xfail_keras=True))
+@pytest.mark.parametrize("stem", cases())
 def test_check_agrees_without_a_map(capsys, stem):
     variant, key, option, *_ = CASES[stem]
     load_example(stem)  # skips where the framework is missing
     code, result, err = check(capsys, variant, option, f"{EXAMPLES / stem}.py:net")
-    assert code == 0, (err, result and result["verdict"])
-    assert result["logits"]["max_abs_diff"] <= 1e-4
-
-
-# Until check maps through the graph: the Keras files name their layers as the spec does (inception3a_branch2_conv1),
-# so rules from those names to the spec's keys prove today that they compute the spec's network
-KERAS_RULES = {"rules": [
-    [r"^(conv\d)\.(weight|bias)$", r"\1.conv.\2"],
-    [r"^(inception\w\w)_(branch\d)_(conv\d)\.(weight|bias)$", r"\1.\2.\3.conv.\4"],
-    [r"^(conv\d)_(conv|bn)\.(\w+)$", r"\1.\2.\3"],
-    [r"^(inception\w\w)_(branch\d)_(conv\d)_(conv|bn)\.(\w+)$", r"\1.\2.\3.\4.\5"],
-]}
-
-
-@pytest.mark.tf
-@pytest.mark.slow
-@pytest.mark.parametrize("stem", ["d2l_keras", "googlenet_keras"])
-def test_keras_examples_agree_with_their_spec_names_mapped(capsys, tmp_path, stem):
-    variant, _, option, *_ = CASES[stem]
-    load_example(stem)
-    rules = tmp_path / "map.json"
-    rules.write_text(json.dumps(KERAS_RULES))
-    code, result, err = check(capsys, variant, option, f"{EXAMPLES / stem}.py:net", "--map", rules)
     assert code == 0, (err, result and result["verdict"])
     assert result["logits"]["max_abs_diff"] <= 1e-4
