@@ -335,12 +335,24 @@ def test_the_synthetic_set_trains_a_batchnorm_variant_by_default():
 
 
 @pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    """The README's demo, ``train --framework all``, once for the module: its output directory."""
+    for key in FRAMEWORKS:
+        _need(key)
+    out = tmp_path_factory.mktemp("demo")
+    assert cli.main(["train", "--framework", "all", *ALL_ARGS, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
 def all_runs(tmp_path_factory):
-    """``train --framework all`` once for the module: its output directory."""
+    """``train --framework all`` cut to one epoch of 64 examples (what it writes, not how well it learns)."""
     for key in FRAMEWORKS:
         _need(key)
     out = tmp_path_factory.mktemp("all")
-    assert cli.main(["train", "--framework", "all", *ALL_ARGS, "--out", str(out)]) == 0
+    argv = ["train", "--framework", "all", *ALL_ARGS, "--out", str(out)]
+    argv[argv.index("--epochs") + 1] = "1"
+    assert cli.main([*argv, "--limit", "64"]) == 0
     return out
 
 
@@ -350,11 +362,21 @@ def _log(out: Path, key: str) -> list[dict]:
 
 @pytest.mark.cross
 @pytest.mark.slow
-def test_train_all_learns_in_every_framework_and_overlays_the_runs(all_runs):
+@pytest.mark.demo
+def test_train_all_learns_in_every_framework_and_overlays_the_runs(demo_runs):
     for key in FRAMEWORKS:
-        rows = _log(all_runs, key)
+        rows = _log(demo_runs, key)
         assert [row["epoch"] for row in rows] == [1, 2, 3]
         assert rows[-1]["test_acc"] >= 0.9, (key, [row["test_acc"] for row in rows])
+        assert (demo_runs / f"{key}-googlenet-synthetic" / "last.safetensors").is_file()
+    assert (demo_runs / "overlay-googlenet-synthetic.png").read_bytes().startswith(PNG)
+
+
+@pytest.mark.cross
+@pytest.mark.slow
+def test_train_all_writes_each_run_and_the_overlay(all_runs):
+    for key in FRAMEWORKS:
+        assert [row["epoch"] for row in _log(all_runs, key)] == [1]
         assert (all_runs / f"{key}-googlenet-synthetic" / "last.safetensors").is_file()
     assert (all_runs / "overlay-googlenet-synthetic.png").read_bytes().startswith(PNG)
 
@@ -384,7 +406,8 @@ def test_initial_weights_are_where_every_framework_starts(tmp_path):
 @pytest.mark.slow
 def test_evaluate_all_gives_one_accuracy_in_every_framework(all_runs, capsys):
     ckpt = all_runs / "torch-googlenet-synthetic" / "last.safetensors"
-    argv = ["evaluate", "--framework", "all", "--weights", str(ckpt), "--data", "synthetic", "--device", "cpu"]
+    argv = ["evaluate", "--framework", "all", "--weights", str(ckpt), "--data", "synthetic", "--device", "cpu",
+            "--limit", "64"]
     assert cli.main([*argv, "--format", "json"]) == 0
     result = json.loads(capsys.readouterr().out)
     accuracies = {key: r["accuracy"] for key, r in result["frameworks"].items()}
