@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -33,6 +34,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
         os.environ.setdefault(_name, _share)
 
 import shared_spec  # noqa: E402
+from googlenet_suite import frameworks, harness  # noqa: E402  (neither imports a framework)
 
 # MXNet 1.9.1 segfaults when imported after TensorFlow in one process; a test session may load both, in
 # any order, so MXNet comes first (googlenet_suite.frameworks.import_order does the same for the CLI).
@@ -44,6 +46,54 @@ if importlib.util.find_spec("mxnet") is not None:
 def cache() -> dict:
     """Lives as long as the test module: what its tests build once (a model per variant) and share."""
     return {}
+
+
+@pytest.fixture(scope="session")
+def input_batch():
+    """``input_batch(spec, n=2, seed=0)``: the suite's input for ``spec``, a standard-normal float32 N x C x H x W
+    batch from :func:`googlenet_suite.harness.input_batch`, the one compare and check feed the models, so a test
+    sees the numbers the harness sees. A test that needs another input (constants, one op's own shape, an
+    image file) makes it where it is used and says why."""
+
+    def make(spec: shared_spec.Spec, n: int = 2, *, seed: int = 0):
+        return harness.input_batch(spec, n, seed)
+
+    return make
+
+
+#: a ModuleNotFoundError naming one of these is a bug of the suite, never a missing framework
+OUR_PACKAGES = {"shared_spec", "googlenet_suite", *(fw.module for fw in frameworks.FRAMEWORKS.values())}
+
+
+def load_builder(key: str) -> ModuleType:
+    """The registered framework's builder package (``impl_X``), or a skip naming what is missing and how to
+    install it. Importing the package itself (not the registry's ``requires``) is what the builder contract
+    needs: the Keras builder runs without TensorFlow on Keras's JAX and torch backends (tox -e keras-jax)."""
+    fw = frameworks.FRAMEWORKS[key]
+    try:
+        return importlib.import_module(fw.module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] in OUR_PACKAGES:
+            raise
+        pytest.skip(f"{fw.label} is not installed ({exc.name} is missing): {frameworks.install_hint(key)}")
+
+
+@pytest.fixture(scope="session")
+def builder():
+    """``builder(key)``: :func:`load_builder` for a test parametrized over ``frameworks.FRAMEWORKS``."""
+    return load_builder
+
+
+@pytest.fixture(scope="session")
+def installed() -> dict[str, ModuleType]:
+    """Every registered framework installed here, key -> builder package, in the registry's order."""
+    out = {}
+    for key in frameworks.import_order(list(frameworks.FRAMEWORKS)):
+        try:
+            out[key] = load_builder(key)
+        except pytest.skip.Exception:
+            continue
+    return {key: out[key] for key in frameworks.FRAMEWORKS if key in out}
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import shared_spec.weights
 from googlenet_suite import frameworks as fw_registry
 from googlenet_suite.cli import main
 
-from test_cross_equivalence import _try
 
 pytestmark = pytest.mark.cross
 
@@ -23,15 +22,15 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def _installed():
-    keys = [k for k in ("torch", "tf", "mxnet") if _try(k)]
-    if len(keys) < 2:
-        pytest.skip("needs at least two frameworks")
-    return keys
+@pytest.fixture
+def keys(installed) -> list[str]:
+    """The registered frameworks installed here (compare's default columns, in the registry's order), two or more."""
+    if len(installed) < 2:
+        pytest.skip(f"needs at least two frameworks, have {list(installed)}")
+    return list(installed)
 
 
-def test_compare_json_agrees(capsys):
-    keys = _installed()
+def test_compare_json_agrees(capsys, keys):
     code, out, err = run(capsys, "compare", "d2l", "--format", "json", "--input-size", "64", "64")
     data = json.loads(out)
     assert code == 0 and data["agree"] is True
@@ -49,16 +48,14 @@ def test_compare_json_agrees(capsys):
     assert "building" in err  # progress is shown on stderr
 
 
-def test_compare_table_and_stages(capsys):
-    _installed()
+def test_compare_table_and_stages(capsys, keys):
     code, out, _ = run(capsys, "compare", "gluon-tutorial", "--stages")
     assert code == 0
     assert "b3 (maxpool3)" in out and "(480, 5, 5)" in out and "trainable params" in out
     assert "max abs diff vs torch" in out and "gluon-tutorial: AGREE" in out
 
 
-def test_compare_markdown_to_file(capsys, tmp_path):
-    _installed()
+def test_compare_markdown_to_file(capsys, tmp_path, keys):
     target = tmp_path / "report.md"
     code, out, err = run(capsys, "compare", "cifar", "--format", "markdown", "--output", target,
                          "--frameworks", "torch,mxnet")
@@ -80,8 +77,7 @@ def tf_missing(monkeypatch):
     monkeypatch.setattr(fw_registry, "load", fake)
 
 
-def test_compare_reports_a_missing_framework(capsys, tf_missing):
-    keys = _installed()
+def test_compare_reports_a_missing_framework(capsys, tf_missing, keys):
     code, out, _ = run(capsys, "compare", "d2l", "--format", "json", "--input-size", "32", "32")
     data = json.loads(out)
     tf = data["variants"][0]["frameworks"]["tf"]
@@ -91,8 +87,7 @@ def test_compare_reports_a_missing_framework(capsys, tf_missing):
     assert code == 0 and data["agree"] is True and data["variants"][0]["require_all"] is False
 
 
-def test_compare_require_all_fails_on_a_missing_framework(capsys, tf_missing):
-    keys = _installed()
+def test_compare_require_all_fails_on_a_missing_framework(capsys, tf_missing, keys):
     others = [k for k in keys if k != "tf"]
     code, out, _ = run(capsys, "compare", "d2l", "--format", "json", "--input-size", "32", "32", "--require-all",
                        "--frameworks", ",".join([*others, "tf"]))
@@ -103,16 +98,14 @@ def test_compare_require_all_fails_on_a_missing_framework(capsys, tf_missing):
     assert all(report["frameworks"][k]["status"] == "ok" and report["frameworks"][k]["agree"] for k in others)
 
 
-def test_compare_require_all_passes_when_every_named_framework_runs(capsys):
-    keys = _installed()
+def test_compare_require_all_passes_when_every_named_framework_runs(capsys, keys):
     code, out, _ = run(capsys, "compare", "d2l", "--format", "json", "--input-size", "32", "32", "--require-all",
                        "--frameworks", ",".join(keys[:2]))
     data = json.loads(out)
     assert code == 0 and data["agree"] is True and data["variants"][0]["verdict"].startswith("d2l: AGREE: ")
 
 
-def test_compare_disagreement_exits_1_and_names_the_layer(capsys, monkeypatch):
-    keys = _installed()
+def test_compare_disagreement_exits_1_and_names_the_layer(capsys, monkeypatch, keys):
     victim = keys[1]
     mod = fw_registry.load(victim)
 
@@ -131,15 +124,13 @@ def test_compare_disagreement_exits_1_and_names_the_layer(capsys, monkeypatch):
     assert "DISAGREE" in data["variants"][0]["verdict"] and "inception4b" in data["variants"][0]["verdict"]
 
 
-def test_compare_bad_output_dir_writes_nothing(capsys, tmp_path):
-    _installed()
+def test_compare_bad_output_dir_writes_nothing(capsys, tmp_path, keys):
     code, _, err = run(capsys, "compare", "d2l", "--input-size", "32", "32", "--output", tmp_path / "no" / "r.txt")
     assert code == 2 and "does not exist" in err and not (tmp_path / "no").exists()
 
 
-def test_run_own_input_across_frameworks(capsys, tmp_path):
-    keys = _installed()
-    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+def test_run_own_input_across_frameworks(capsys, tmp_path, keys, input_batch):
+    x = input_batch(shared_spec.load("cifar"))
     np.save(tmp_path / "x.npy", x)
     weights = tmp_path / "w.safetensors"
     code, _, err = run(capsys, "run", "--framework", keys[0], "cifar", "--seed", 3, "--input", tmp_path / "x.npy",
@@ -153,8 +144,7 @@ def test_run_own_input_across_frameworks(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["shape", "not_npy", "weights_corrupt", "weights_variant", "missing_input"])
-def test_run_bad_input_exit_2_no_output(capsys, tmp_path, case):
-    keys = _installed()
+def test_run_bad_input_exit_2_no_output(capsys, tmp_path, case, keys):
     x = np.zeros((1, 3, 32, 32), np.float32)
     np.save(tmp_path / "x.npy", x)
     args = ["run", "--framework", keys[0], "cifar", "--input", tmp_path / "x.npy", "--output", tmp_path / "out.npy"]
@@ -200,9 +190,8 @@ def test_tf_before_mxnet_in_one_process_does_not_crash(tmp_path):
     assert header.index("Keras") < header.index("MXNet"), "columns keep the order the user gave"
 
 
-def test_compare_never_agrees_on_nan(capsys, tmp_path):
+def test_compare_never_agrees_on_nan(capsys, tmp_path, keys):
     """A NaN anywhere (here: a NaN weight) is a disagreement, named, and the verdict and the JSON say the same."""
-    keys = _installed()
     spec = shared_spec.load("d2l", input_size=(32, 32))
     mod = fw_registry.load(keys[0])
     model = mod.build(spec, device="cpu", seed=0)

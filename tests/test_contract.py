@@ -39,10 +39,6 @@ def small_spec(variant: str, **overrides) -> shared_spec.Spec:
     return shared_spec.load(variant, **overrides)
 
 
-def batch(spec, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((BATCH, *spec.input_shape)).astype(np.float32)
-
-
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -50,12 +46,12 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 class Built:
-    def __init__(self, key: str, variant: str):
+    def __init__(self, key: str, variant: str, input_batch):
         self.key, self.mod = key, builder(key)
         self.fw = fw_registry.FRAMEWORKS[key]
         self.spec = small_spec(variant)
         self.model = self.mod.build(self.spec, device="cpu", seed=0)
-        self.x = batch(self.spec)
+        self.x = input_batch(self.spec, BATCH)
         self.weights = self.mod.export_weights(self.model)
         self._other = None
 
@@ -77,15 +73,17 @@ def key(request) -> str:
 
 
 @pytest.fixture(params=VARIANTS)
-def built(request, key) -> Built:
+def built(request, key, input_batch) -> Built:
     if (key, request.param) not in _CACHE:
-        _CACHE[(key, request.param)] = Built(key, request.param)
+        _CACHE[(key, request.param)] = Built(key, request.param, input_batch)
     return _CACHE[(key, request.param)]
 
 
-def d2l(key: str) -> Built:
+@pytest.fixture
+def d2l(key, input_batch) -> Built:
+    """d2l at its small size in framework ``key``, built once per module (shared with ``built``)."""
     if (key, "d2l") not in _CACHE:
-        _CACHE[(key, "d2l")] = Built(key, "d2l")
+        _CACHE[(key, "d2l")] = Built(key, "d2l", input_batch)
     return _CACHE[(key, "d2l")]
 
 
@@ -248,12 +246,12 @@ def test_training_mode(built):
         assert not np.allclose(main, built.mod.forward(model, built.x, training=False), atol=1e-7)
 
 
-def test_train_step_is_plain_sgd_on_the_contract_loss(key):
+def test_train_step_is_plain_sgd_on_the_contract_loss(key, input_batch):
     mod = builder(key)
     if not fw_registry.FRAMEWORKS[key].can("train"):
         pytest.skip(f"{key} is inference only (registry capabilities)")
     spec = small_spec("googlenet", dropout=0.0)  # deterministic training forward; aux heads on
-    x, y = batch(spec), np.array([1, 3])
+    x, y = input_batch(spec, BATCH), np.array([1, 3])
     start = mod.export_weights(mod.build(spec, device="cpu", seed=0))
     probe = mod.build(spec, device="cpu", seed=0)
     main, *aux = mod.forward(probe, x, training=True)
@@ -276,15 +274,14 @@ def test_train_step_is_plain_sgd_on_the_contract_loss(key):
 # --------------------------------------------------------------------------- devices and arguments
 
 
-def test_device(key):
-    built = d2l(key)
-    assert built.model.spec is built.spec
-    assert built.mod.device_of(built.model) == "cpu"
-    auto = built.mod.build(built.spec, device="auto", seed=0)
-    assert built.mod.device_of(auto) in ("cpu", "gpu")
-    if built.mod.device_of(auto) == "cpu":
+def test_device(d2l):
+    assert d2l.model.spec is d2l.spec
+    assert d2l.mod.device_of(d2l.model) == "cpu"
+    auto = d2l.mod.build(d2l.spec, device="auto", seed=0)
+    assert d2l.mod.device_of(auto) in ("cpu", "gpu")
+    if d2l.mod.device_of(auto) == "cpu":
         with pytest.raises(ContractError, match=r"sees no GPU\. Received: device='gpu'"):
-            built.mod.build(built.spec, device="gpu")
+            d2l.mod.build(d2l.spec, device="gpu")
 
 
 BUILD_ERRORS = [
@@ -311,8 +308,7 @@ def test_build_refuses_what_is_not_a_spec(key):
         builder(key).build("d2l")
 
 
-def _bad_calls(spec, trains: bool):
-    good_x = batch(spec)
+def _bad_calls(spec, good_x, trains: bool):
     c, h, w = spec.input_shape
     yield "x.shape", lambda m, mod: mod.forward(m, np.zeros((BATCH, c, h + 1, w), np.float32))
     yield "x.shape", lambda m, mod: mod.forward(m, np.zeros((BATCH, c + 2, h, w), np.float32))
@@ -334,17 +330,16 @@ def _bad_calls(spec, trains: bool):
         yield "y.shape", lambda m, mod: mod.train_step(m, good_x, np.array([-1, 0]))
 
 
-def test_bad_call_arguments_are_refused_alike(key):
-    built = d2l(key)
-    before = built.mod.export_weights(built.model)
+def test_bad_call_arguments_are_refused_alike(d2l):
+    before = d2l.mod.export_weights(d2l.model)
     count = 0
-    for received, call in _bad_calls(built.spec, built.fw.can("train")):
+    for received, call in _bad_calls(d2l.spec, d2l.x, d2l.fw.can("train")):
         with pytest.raises(ContractError, match=f"Received: {received}=") as info:
-            call(built.model, built.mod)
+            call(d2l.model, d2l.mod)
         assert "\n" not in str(info.value)
         count += 1
     assert count >= 8
-    after = built.mod.export_weights(built.model)
+    after = d2l.mod.export_weights(d2l.model)
     assert all(np.array_equal(before[k], after[k]) for k in before), "a refused call changed the model"
 
 

@@ -10,19 +10,15 @@ model is built once per module.
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 
 import shared_spec
-from googlenet_suite import convert
+from googlenet_suite import convert, frameworks
 from googlenet_suite.cli import main
 
 SIZE, CLASSES, TOL = 96, 10, 1e-4
 OVERRIDES = ["--num-classes", str(CLASSES), "--input-size", str(SIZE), str(SIZE)]
-MODULES = {"torch": ("torch", "impl_torch"), "tf": ("keras", "impl_tf"), "mxnet": ("mxnet", "impl_mxnet"),
-           "onnx": ("onnxruntime", "impl_onnx")}
 
 
 def _spec(**overrides):
@@ -55,7 +51,7 @@ def bad(capsys, tmp_path, argv, *expected):
 
 
 @pytest.fixture(scope="module")
-def tv(tmp_path_factory):
+def tv(tmp_path_factory, input_batch):
     """torchvision's GoogLeNet (aux heads on) with O(1) activations, its torch.save'd state_dict, the input,
     and its eval outputs (logits, aux1, aux2) with transform_input off and on."""
     torch = pytest.importorskip("torch")
@@ -74,7 +70,7 @@ def tv(tmp_path_factory):
                 tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
     path = tmp_path_factory.mktemp("tv") / "googlenet.pth"
     torch.save(model.state_dict(), path)
-    x = np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
+    x = input_batch(_spec(), 1)
     outputs = {}
     for transform in (False, True):
         model.transform_input = transform
@@ -113,11 +109,9 @@ def test_aux_weights_are_dropped_with_a_note_or_kept_with_aux(tv, tmp_path, caps
 
 @pytest.mark.cross
 @pytest.mark.parametrize("transform", [False, True], ids=["plain", "transform_input"])
-@pytest.mark.parametrize("key", list(MODULES))
-def test_every_framework_reproduces_torchvisions_module(key, transform, tv, suite_file):
-    framework, impl = MODULES[key]
-    pytest.importorskip(framework, reason=f"{key} is not installed")
-    mod = importlib.import_module(impl)
+@pytest.mark.parametrize("key", list(frameworks.FRAMEWORKS))
+def test_every_framework_reproduces_torchvisions_module(key, transform, tv, suite_file, builder):
+    mod = builder(key)
     spec = _spec(aux_logits=True, transform_input=transform)
     model = mod.build(spec, device="cpu", seed=0)
     mod.load_weights(model, suite_file)
@@ -255,7 +249,7 @@ def _replica_file(mx, tmp_path, aux, blocks=False):
 
 
 @pytest.mark.mxnet
-def test_gluoncv_file_with_instance_prefix_converts_and_runs_like_gluoncv(tmp_path, capsys):
+def test_gluoncv_file_with_instance_prefix_converts_and_runs_like_gluoncv(tmp_path, capsys, input_batch):
     """A .params file of the replica (full names, instance 3) -> suite -> the suite's Gluon model at 224: the
     same main logits as the replica (at 224 GluonCV's fixed 7x7 pool and floor 2/2 maxpool4 are torchvision's)."""
     mx = pytest.importorskip("mxnet")
@@ -267,7 +261,7 @@ def test_gluoncv_file_with_instance_prefix_converts_and_runs_like_gluoncv(tmp_pa
     spec = shared_spec.load("googlenet", num_classes=CLASSES)
     model = impl_mxnet.build(spec, device="cpu", seed=0)
     impl_mxnet.load_weights(model, out)
-    x = np.random.default_rng(2).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    x = input_batch(spec, 1, seed=2)
     want = replica(mx.nd.array(x)).asnumpy()
     assert float(np.abs(want).max()) > 1e-1
     assert float(np.abs(impl_mxnet.forward(model, x) - want).max()) <= TOL
@@ -275,7 +269,7 @@ def test_gluoncv_file_with_instance_prefix_converts_and_runs_like_gluoncv(tmp_pa
 
 @pytest.mark.mxnet
 @pytest.mark.parametrize("blocks", [False, True], ids=["parameter-names", "save_parameters"])
-def test_the_googlenet_gluoncv_variant_is_gluoncvs_network_aux_heads_included(tmp_path, capsys, blocks):
+def test_the_googlenet_gluoncv_variant_is_gluoncvs_network_aux_heads_included(tmp_path, capsys, blocks, input_batch):
     """googlenet-gluoncv (5/3 aux pools, fixed 7x7 pool, floor maxpool4) reproduces the replica's (out, aux2, aux1),
     from either naming form of a .params file."""
     mx = pytest.importorskip("mxnet")
@@ -288,7 +282,7 @@ def test_the_googlenet_gluoncv_variant_is_gluoncvs_network_aux_heads_included(tm
     spec = shared_spec.load("googlenet-gluoncv", num_classes=CLASSES, aux_logits=True)
     model = impl_mxnet.build(spec, device="cpu", seed=0)
     impl_mxnet.load_weights(model, out)
-    x = np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    x = input_batch(spec, 1, seed=3)
     main_out, aux2, aux1 = (o.asnumpy() for o in replica(mx.nd.array(x)))
     got = impl_mxnet.layer_outputs(model, x)
     for name, want in (("fc", main_out), ("aux1", aux1), ("aux2", aux2)):

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 import shared_spec
+from googlenet_suite import frameworks
 
-from test_cross_equivalence import KEYS, _module, _try, batch, max_diff, randomise_bn
+from test_cross_equivalence import max_diff, randomise_bn
 
 pytestmark = pytest.mark.cross
 
@@ -68,39 +69,40 @@ BIASED_RUNNING_VAR = {"mxnet"}
 CASES = {**NOISY, **STRICT}
 
 
-def _available():
-    keys = [k for k in KEYS if _try(k)]
-    if len(keys) < 2:
-        pytest.skip("needs at least two frameworks")
-    return keys
+@pytest.fixture
+def problem(installed, input_batch):
+    """``problem(variant, overrides, seed=11, randomise=False)``: (trainers, spec, weights, x, y) for one step,
+    ``trainers`` the installed frameworks that can train (key -> builder package), at least two."""
+    trainers = {key: mod for key, mod in installed.items() if frameworks.FRAMEWORKS[key].can("train")}
+    if len(trainers) < 2:
+        pytest.skip(f"needs at least two frameworks that train, have {list(trainers)}")
+
+    def make(variant, overrides, seed=11, randomise=False):
+        spec = shared_spec.load(variant, **overrides)
+        first = next(iter(trainers.values()))
+        weights = first.export_weights(first.build(spec, device="cpu", seed=seed))
+        if randomise:
+            weights = randomise_bn(weights, seed=seed)
+        x = input_batch(spec, 2, seed=seed)
+        y = np.arange(2) % spec.num_classes
+        return trainers, spec, weights, x, y
+
+    return make
 
 
-def _problem(variant, overrides, seed=11, randomise=False):
-    keys = _available()
-    spec = shared_spec.load(variant, **overrides)
-    first = _module(keys[0])
-    weights = first.export_weights(first.build(spec, device="cpu", seed=seed))
-    if randomise:
-        weights = randomise_bn(weights, seed=seed)
-    x = batch(spec, n=2, seed=seed)
-    y = np.arange(2) % spec.num_classes
-    return keys, spec, weights, x, y
-
-
-def _steps(keys, spec, weights, x, y):
+def _steps(trainers, spec, weights, x, y):
     """One SGD step from the same weights and batch in each framework."""
     out = {}
-    for key in keys:
-        mod = _module(key)
+    for key, mod in trainers.items():
         model = mod.build(spec, device="cpu", seed=0)
         mod.import_weights(model, weights)
         out[key] = mod.train_step(model, x, y, lr=0.01)
     return out
 
 
-def _step_all(variant, overrides, seed=11, randomise=False):
-    keys, spec, weights, x, y = _problem(variant, overrides, seed, randomise)
-    return spec, weights, _steps(keys, spec, weights, x, y)
+def _step_all(problem, variant, overrides, seed=11, randomise=False):
+    trainers, spec, weights, x, y = problem(variant, overrides, seed, randomise)
+    return spec, weights, _steps(trainers, spec, weights, x, y)
 
 
 def _weight_diff(a, b, keys=("torch", "tf")):
@@ -109,8 +111,8 @@ def _weight_diff(a, b, keys=("torch", "tf")):
 
 
 @pytest.mark.parametrize("variant", [pytest.param(v, marks=CPU_KERNELS) if v == "googlenet" else v for v in STRICT])
-def test_one_sgd_step_agrees(variant):
-    spec, before, out = _step_all(variant, STRICT[variant])
+def test_one_sgd_step_agrees(variant, problem):
+    spec, before, out = _step_all(problem, variant, STRICT[variant])
     keys = list(out)
     ref = out[keys[0]]
     for key in keys[1:]:
@@ -128,12 +130,12 @@ def test_one_sgd_step_agrees(variant):
     assert len(changed) > len(before) // 2
 
 
-def _torch_fp64_step(spec, weights, x, y, lr=0.01):
-    """The same step in float64 with PyTorch: the reference that fp32 rounding is measured against."""
-    torch = pytest.importorskip("torch")
+def _torch_fp64_step(impl, spec, weights, x, y, lr=0.01):
+    """The same step in float64 with PyTorch (``impl``: impl_torch): the reference that fp32 rounding is
+    measured against."""
+    import torch
     import torch.nn.functional as F
 
-    impl = _module("torch")
     model = impl.build(spec, device="cpu", seed=0)
     impl.import_weights(model, weights)
     model.double().train()
@@ -153,25 +155,25 @@ def _torch_fp64_step(spec, weights, x, y, lr=0.01):
 
 
 @pytest.mark.parametrize("variant", [pytest.param(v, marks=CPU_KERNELS) if v == "bn-notebook" else v for v in NOISY])
-def test_ill_conditioned_step_is_at_the_fp32_noise_floor(variant):
-    keys, spec, weights, x, y = _problem(variant, NOISY[variant])
-    if "torch" not in keys:
+def test_ill_conditioned_step_is_at_the_fp32_noise_floor(variant, problem):
+    trainers, spec, weights, x, y = problem(variant, NOISY[variant])
+    if "torch" not in trainers:
         pytest.skip("the fp64 reference uses PyTorch")
-    exact = _torch_fp64_step(spec, weights, x, y)
-    out = _steps(keys, spec, weights, x, y)
+    exact = _torch_fp64_step(trainers["torch"], spec, weights, x, y)
+    out = _steps(trainers, spec, weights, x, y)
     floor_w = _weight_diff(out["torch"]["weights"], exact["weights"])
     floor_g = max_diff(out["torch"]["input_grad"], exact["input_grad"])
     floor_loss = max(TOL, abs(out["torch"]["loss"] - exact["loss"]))
     assert floor_w > TOL, f"{variant} is well-conditioned ({floor_w:.1e}): move it to STRICT"
-    for key in keys:
+    for key in trainers:
         assert abs(out[key]["loss"] - exact["loss"]) <= FLOOR_FACTOR * floor_loss, key
         assert _weight_diff(out[key]["weights"], exact["weights"], ("torch", key)) <= FLOOR_FACTOR * floor_w, key
         assert max_diff(out[key]["input_grad"], exact["input_grad"]) <= FLOOR_FACTOR * floor_g, key
 
 
 @pytest.mark.parametrize("variant", ["googlenet", "cifar"])
-def test_bn_running_variance_mapped_or_exactly_bessel(variant):
-    spec, before, out = _step_all(variant, CASES[variant], randomise=True)
+def test_bn_running_variance_mapped_or_exactly_bessel(variant, problem):
+    spec, before, out = _step_all(problem, variant, CASES[variant], randomise=True)
     if "torch" not in out or len(out) < 2:
         pytest.skip("needs torch and another framework")
     report = shared_spec.analyze(spec)

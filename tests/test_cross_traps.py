@@ -8,15 +8,11 @@ import pytest
 
 import shared_spec
 
-from test_cross_equivalence import _module, batch, max_diff, randomise_bn
+from test_cross_equivalence import max_diff, randomise_bn
 
 pytestmark = pytest.mark.cross
 
 TOL = 1e-4
-
-
-def _pair(a, b):
-    return _module(a), _module(b)
 
 
 def _acts(mod, spec, weights, x, seed=0):
@@ -25,14 +21,14 @@ def _acts(mod, spec, weights, x, seed=0):
     return mod.layer_outputs(model, x)
 
 
-def test_keras_same_padding_at_stride_2_is_avoided():
+def test_keras_same_padding_at_stride_2_is_avoided(builder, input_batch):
     """d2l's TF code uses padding='same': at stride 2 on an even size it pads (2, 3) instead of (3, 3)."""
-    torch_mod, tf_mod = _pair("torch", "tf")
+    torch_mod, tf_mod = builder("torch"), builder("tf")
     import keras
 
     spec = shared_spec.load("d2l")
     weights = torch_mod.export_weights(torch_mod.build(spec, device="cpu", seed=0))
-    x = batch(spec)
+    x = input_batch(spec)
     ours = _acts(tf_mod, spec, weights, x)["conv1"]
     reference = _acts(torch_mod, spec, weights, x)["conv1"]
     assert max_diff(ours, reference) <= TOL
@@ -44,12 +40,12 @@ def test_keras_same_padding_at_stride_2_is_avoided():
 
 
 @pytest.mark.parametrize("other", ["tf", "mxnet"])
-def test_pool_ceil_mode(other):
+def test_pool_ceil_mode(other, builder, input_batch):
     """torchvision's ceil-mode pools: 112 -> 56, not floor's 55, with the same values."""
-    torch_mod, mod = _pair("torch", other)
+    torch_mod, mod = builder("torch"), builder(other)
     spec = shared_spec.load("googlenet")
     weights = randomise_bn(torch_mod.export_weights(torch_mod.build(spec, device="cpu", seed=0)))
-    x = batch(spec)
+    x = input_batch(spec)
     ref, ours = _acts(torch_mod, spec, weights, x), _acts(mod, spec, weights, x)
     for name in ("maxpool1", "maxpool2", "maxpool3", "maxpool4"):
         assert ours[name].shape == ref[name].shape
@@ -58,12 +54,12 @@ def test_pool_ceil_mode(other):
 
 
 @pytest.mark.parametrize("other", ["tf", "mxnet"])
-def test_lrn_parameterisation(other):
+def test_lrn_parameterisation(other, builder, input_batch):
     """Paper LRN (size 5, alpha 1e-4, beta 0.75, k 1) in PyTorch's convention matches across frameworks."""
-    torch_mod, mod = _pair("torch", other)
+    torch_mod, mod = builder("torch"), builder(other)
     spec = shared_spec.load("googlenet-paper")
     weights = torch_mod.export_weights(torch_mod.build(spec, device="cpu", seed=0))
-    x = 30 * batch(spec)  # large activations make the LRN denominator matter
+    x = 30 * input_batch(spec)  # large activations make the LRN denominator matter
     ref, ours = _acts(torch_mod, spec, weights, x), _acts(mod, spec, weights, x)
     for name in ("norm1", "norm2"):
         assert max_diff(ours[name], ref[name]) <= TOL * max(1.0, float(np.abs(ref[name]).max())) , name
@@ -76,15 +72,15 @@ def test_lrn_parameterisation(other):
 
 
 @pytest.mark.parametrize("other", ["tf", "mxnet"])
-def test_batchnorm_eps_is_the_specs(other):
+def test_batchnorm_eps_is_the_specs(other, builder, input_batch):
     """bn-notebook uses eps 1e-3 (PyTorch's default is 1e-5, Gluon's 1e-5, Keras's 1e-3)."""
-    torch_mod, mod = _pair("torch", other)
+    torch_mod, mod = builder("torch"), builder(other)
     spec = shared_spec.load("bn-notebook")
     weights = torch_mod.export_weights(torch_mod.build(spec, device="cpu", seed=0))
     for key in weights:
         if key.endswith("running_var"):
             weights[key] = np.full_like(weights[key], 1e-3)  # eps now matters as much as the variance
-    x = batch(spec)
+    x = input_batch(spec)
     ref, ours = _acts(torch_mod, spec, weights, x), _acts(mod, spec, weights, x)
     assert max_diff(ours["conv1"], ref["conv1"]) <= TOL * max(1.0, float(np.abs(ref["conv1"]).max()))
     # sensitivity: the same conv unit with a framework-default eps of 1e-5 gives other numbers
@@ -99,13 +95,13 @@ def test_batchnorm_eps_is_the_specs(other):
 
 
 @pytest.mark.parametrize("other", ["tf", "mxnet"])
-def test_bn_momentum_convention(other):
+def test_bn_momentum_convention(other, builder, input_batch):
     """Spec momentum 0.1 (PyTorch: weight of the new batch) is 0.9 in Keras/Gluon terms: after one
     training step the running mean moves by the same amount."""
-    torch_mod, mod = _pair("torch", other)
+    torch_mod, mod = builder("torch"), builder(other)
     spec = shared_spec.load("cifar", dropout=0.0, input_size=(16, 16))
     weights = torch_mod.export_weights(torch_mod.build(spec, device="cpu", seed=0))
-    x, y = batch(spec), np.array([0, 1])
+    x, y = input_batch(spec), np.array([0, 1])
     moved = {}
     for key, m in (("torch", torch_mod), (other, mod)):
         model = m.build(spec, device="cpu", seed=3)
@@ -115,13 +111,13 @@ def test_bn_momentum_convention(other):
     assert max_diff(moved["torch"], moved[other]) <= TOL
 
 
-def test_nhwc_flatten_order_before_dense():
+def test_nhwc_flatten_order_before_dense(builder, input_batch):
     """torchvision's aux head flattens a 128x4x4 map into fc1: Keras flattens NHWC, so the dense
     weight's input axis is permuted on import. Skipping that permutation visibly breaks the head."""
-    torch_mod, tf_mod = _pair("torch", "tf")
+    torch_mod, tf_mod = builder("torch"), builder("tf")
     spec = shared_spec.load("googlenet", aux_logits=True)
     weights = randomise_bn(torch_mod.export_weights(torch_mod.build(spec, device="cpu", seed=0)))
-    x = batch(spec)
+    x = input_batch(spec)
     ref, ours = _acts(torch_mod, spec, weights, x), _acts(tf_mod, spec, weights, x)
     for name in ("aux1.fc1", "aux1", "aux2"):
         assert max_diff(ours[name], ref[name]) <= TOL, name
@@ -133,12 +129,12 @@ def test_nhwc_flatten_order_before_dense():
 
 
 @pytest.mark.parametrize("other", ["tf", "mxnet"])
-def test_adaptive_pool_overlapping_windows(other):
+def test_adaptive_pool_overlapping_windows(other, builder, input_batch):
     """AdaptiveAvgPool2d((4, 4)) on 14x14 uses windows [0,4) [3,7) [7,11) [10,14): no plain pool does."""
-    torch_mod, mod = _pair("torch", other)
+    torch_mod, mod = builder("torch"), builder(other)
     spec = shared_spec.load("googlenet", aux_logits=True)
     weights = randomise_bn(torch_mod.export_weights(torch_mod.build(spec, device="cpu", seed=0)))
-    x = batch(spec)
+    x = input_batch(spec)
     ref, ours = _acts(torch_mod, spec, weights, x), _acts(mod, spec, weights, x)
     assert ref["aux1.pool"].shape[1:] == (512, 4, 4)
     assert max_diff(ours["aux1.pool"], ref["aux1.pool"]) <= TOL

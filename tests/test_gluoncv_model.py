@@ -35,8 +35,8 @@ def net():
 
 
 @pytest.fixture(scope="module")
-def x():
-    return np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+def x(input_batch):
+    return input_batch(shared_spec.load("googlenet-gluoncv"), 1, seed=1)
 
 
 @pytest.mark.parametrize("form", ["save_parameters", "collect_params"])

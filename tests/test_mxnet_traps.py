@@ -41,10 +41,6 @@ def load(variant: str, **overrides) -> shared_spec.Spec:
     return shared_spec.load(variant, **overrides)
 
 
-def batch(spec, seed=0) -> np.ndarray:
-    return np.random.RandomState(seed).randn(BATCH, *spec.input_shape).astype(np.float32)
-
-
 def randomized(weights: dict[str, np.ndarray], seed=0) -> dict[str, np.ndarray]:
     """The same weights with random BN statistics and biases (init leaves them trivial)."""
     rng = np.random.RandomState(seed)
@@ -58,12 +54,12 @@ def randomized(weights: dict[str, np.ndarray], seed=0) -> dict[str, np.ndarray]:
 
 
 class Built:
-    def __init__(self, variant: str):
+    def __init__(self, variant: str, input_batch):
         self.spec = load(variant)
         self.model = impl_mxnet.build(self.spec, device="cpu", seed=0)
         impl_mxnet.import_weights(self.model, randomized(impl_mxnet.export_weights(self.model)))
         self.weights = impl_mxnet.export_weights(self.model)
-        self.x = batch(self.spec)
+        self.x = input_batch(self.spec, BATCH)
         self.analysis = shared_spec.analyze(self.spec)
         self._outputs = None
 
@@ -75,9 +71,9 @@ class Built:
 
 
 @pytest.fixture(params=VARIANTS)
-def built(request, cache) -> Built:
+def built(request, cache, input_batch) -> Built:
     if request.param not in cache:
-        cache[request.param] = Built(request.param)
+        cache[request.param] = Built(request.param, input_batch)
     return cache[request.param]
 
 
@@ -320,7 +316,7 @@ def test_bn_running_variance_is_biased():
 # --------------------------------------------------------------------------- overrides and init
 
 
-def test_overrides(built):
+def test_overrides(built, input_batch):
     variant = built.spec.variant
     size = small_size(variant) + 6
     spec = load(variant, num_classes=7, in_channels=2, input_size=(size, size + 1), dropout=0.5)
@@ -328,7 +324,7 @@ def test_overrides(built):
     model = impl_mxnet.build(spec, seed=0)
     analysis = shared_spec.analyze(spec)
     assert impl_mxnet.count_params(model) == (analysis.params, analysis.buffers)
-    x = batch(spec)
+    x = input_batch(spec, BATCH)
     assert impl_mxnet.forward(model, x).shape == (BATCH, 7)
     training = impl_mxnet.forward(model, x, training=True)
     assert [out.shape for out in (training if spec.aux_logits else (training,))] == \
@@ -341,11 +337,11 @@ def test_overrides(built):
         [0.5] * sum(layer.op == "dropout" for layer in spec.walk())
 
 
-def test_aux_logits_off_gives_main_only():
+def test_aux_logits_off_gives_main_only(input_batch):
     spec = shared_spec.load("googlenet", input_size=41)
     model = impl_mxnet.build(spec, seed=0)
     assert not any(isinstance(layer, Aux) for layer in spec.walk())
-    assert isinstance(impl_mxnet.forward(model, batch(spec), training=True), np.ndarray)
+    assert isinstance(impl_mxnet.forward(model, input_batch(spec, BATCH), training=True), np.ndarray)
     assert not any(name.startswith("aux") for name in impl_mxnet.named_parameters(model))
 
 

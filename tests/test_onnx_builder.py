@@ -39,20 +39,16 @@ def one_thread():
     A.THREADS = saved
 
 
-def batch(spec, n=BATCH, seed=0):
-    return np.random.default_rng(seed).standard_normal((n, *spec.input_shape)).astype(np.float32)
-
-
 _BUILT: dict = {}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{v}{'-aux' if a else ''}" for v, a in CASES])
-def built(request):
+def built(request, input_batch):
     """(spec, model built with seed 0, input batch), built once per case. Do not mutate the model."""
     variant, aux = request.param
     if request.param not in _BUILT:
         spec = shared_spec.load(variant, **({"aux_logits": True} if aux else {}))
-        _BUILT[request.param] = (spec, impl_onnx.build(spec, device="cpu", seed=0), batch(spec))
+        _BUILT[request.param] = (spec, impl_onnx.build(spec, device="cpu", seed=0), input_batch(spec, BATCH))
     return _BUILT[request.param]
 
 
@@ -208,13 +204,13 @@ def test_bad_arguments():
 
 
 @pytest.mark.parametrize("opset", [13, 18, onnx.defs.onnx_opset_version()])
-def test_other_opsets_run_the_same(opset, tmp_path):
+def test_other_opsets_run_the_same(opset, tmp_path, input_batch):
     """Opset 18 moved ReduceMean's axes to an input (the adaptive pool uses it)."""
     spec, model, x = _BUILT.get(("googlenet", True)) or (None, None, None)
     if model is None:
         spec = shared_spec.load("googlenet", aux_logits=True, input_size=64)
         model, x = impl_onnx.build(spec, seed=0), None
-        x = batch(spec)
+        x = input_batch(spec, BATCH)
     path = tmp_path / "m.onnx"
     impl_onnx.save_onnx(model, path, opset=opset)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -9,7 +9,6 @@ framework (``impl_onnx.verify`` only).
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 
 import numpy as np
@@ -33,11 +32,9 @@ from impl_onnx import verify as V  # noqa: E402
 pytestmark = pytest.mark.onnx
 
 TOL = 1e-4
-FRAMEWORKS = {  # key: (module to skip without, builder package, opset)
-    "torch": ("torch", "impl_torch", 17),
-    "tf": ("tf2onnx", "impl_tf", 17),
-    "mxnet": ("mxnet", "impl_mxnet", 13),
-}
+#: the registered frameworks with an ``impl_X.onnx_export``: the opset each writes, and what the exporter needs
+#: beyond the framework itself (Keras exports through tf2onnx)
+EXPORTS = {"torch": (17, None), "tf": (17, "tf2onnx"), "mxnet": (13, None)}
 # every variant, at its own input size; aux heads off, and on where the variant has them
 CASES = [(variant, aux) for variant in shared_spec.list_variants(shared_spec.BUILTIN_SPEC)  # GoogLeNet
          for aux in ((False, True) if shared_spec.load(variant).has_aux else (False,))]
@@ -47,14 +44,10 @@ def _spec(variant, aux):
     return shared_spec.load(variant, **({"aux_logits": True} if aux else {}))
 
 
-def _batch(spec, n, seed):
-    return np.random.default_rng(seed).standard_normal((n, *spec.input_shape)).astype(np.float32)
-
-
 _WEIGHTS: dict = {}
 
 
-def weights_for(spec):
+def weights_for(spec, input_batch):
     """torch-initialised weights with calibrated BN statistics, or None without torch."""
     key = (spec.variant, spec.aux_logits)
     if key not in _WEIGHTS:
@@ -69,14 +62,14 @@ def weights_for(spec):
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                _WEIGHTS[key] = calibrated_weights(impl_torch, spec, _batch(spec, 8, seed=11), seed=3, device="cpu")
+                _WEIGHTS[key] = calibrated_weights(impl_torch, spec, input_batch(spec, 8, seed=11), seed=3, device="cpu")
             finally:
                 torch.set_num_threads(threads)
     return _WEIGHTS[key]
 
 
 def _params():
-    for fw, (_, _, _) in FRAMEWORKS.items():
+    for fw in EXPORTS:
         for variant, aux in CASES:
             yield pytest.param(fw, variant, aux, id=f"{fw}-{variant}{'-aux' if aux else ''}",
                                marks=[pytest.mark.cross, getattr(pytest.mark, fw)])
@@ -84,20 +77,22 @@ def _params():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("framework,variant,aux", list(_params()))
-def test_export_runs_in_onnxruntime_like_the_framework(framework, variant, aux, tmp_path, monkeypatch):
-    needs, package, opset = FRAMEWORKS[framework]
+def test_export_runs_in_onnxruntime_like_the_framework(framework, variant, aux, tmp_path, monkeypatch, builder,
+                                                       input_batch):
+    opset, needs = EXPORTS[framework]
     # tf2onnx deep-copies the whole graph before each of its optimizer passes so that it can skip a pass that
     # fails; with the variable set (to anything: tf2onnx 1.17 tests the name, not the value) a failing pass is
     # an error instead, which a test wants anyway, and the export takes about 40% less time
     monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", "false")
-    pytest.importorskip(needs, reason=f"{needs} is not installed")
-    mod = importlib.import_module(package)
+    mod = builder(framework)
+    if needs:
+        pytest.importorskip(needs, reason=f"{needs} is not installed")
     spec = _spec(variant, aux)
     model = mod.build(spec, device="cpu", seed=0)
-    weights = weights_for(spec)
+    weights = weights_for(spec, input_batch)
     if weights is not None:
         mod.import_weights(model, weights)
-    x = _batch(spec, 2, seed=1)
+    x = input_batch(spec, seed=1)
     path = tmp_path / f"{framework}-{variant}.onnx"
     harness.export_onnx(framework, model, path, opset=opset, aux=aux)  # the exporter, then the suite's names
     expected = {"logits": mod.forward(model, x)}
@@ -200,12 +195,12 @@ def test_export_with_nan_weights_is_not_written(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_impl_onnx_file_verifies(tmp_path):
+def test_impl_onnx_file_verifies(tmp_path, input_batch):
     """The ONNX builder's own file has the same interface as the framework exports."""
     import impl_onnx
 
     spec = _spec("d2l", False)
     model = impl_onnx.build(spec, seed=0)
-    x = _batch(spec, 2, seed=1)
+    x = input_batch(spec, seed=1)
     impl_onnx.save_onnx(model, tmp_path / "d2l.onnx")
     assert V.verify(tmp_path / "d2l.onnx", x, {"logits": impl_onnx.forward(model, x)}) == 0.0

@@ -120,14 +120,14 @@ TINY_SPEC = {
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, input_batch):
     root = tmp_path_factory.mktemp("tiny")
     (root / "tiny.json").write_text(json.dumps(TINY_SPEC))
     spec = shared_spec.load(None, spec_file=root / "tiny.json")
     rng = np.random.default_rng(0)
     weights = {key: rng.standard_normal(shape).astype(np.float32) for key, shape in spec.weight_shapes().items()}
     W.save_weights(root / "w.safetensors", weights, spec)
-    np.save(root / "x.npy", rng.standard_normal((1, 3, 8, 8)).astype(np.float32))
+    np.save(root / "x.npy", input_batch(spec, 1))
     return spec, (root / "w.safetensors").read_bytes(), (root / "x.npy").read_bytes()
 
 

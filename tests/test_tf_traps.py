@@ -59,13 +59,13 @@ def test_overrides_cover_every_variant():
 class Built:
     """One variant's spec, oracle, seed-0 and seed-1 models and their weights as built."""
 
-    def __init__(self, variant: str):
+    def __init__(self, variant: str, input_batch):
         self.spec = shared_spec.load(variant, **TEST_OVERRIDES[variant])
         self.analysis = shared_spec.analyze(self.spec)
         self.model = impl_tf.build(self.spec, seed=0)
         self.initial = impl_tf.export_weights(self.model)
         self._other = None
-        self.x = np.random.default_rng(0).standard_normal((BATCH, *self.spec.input_shape), dtype=np.float32)
+        self.x = input_batch(self.spec, BATCH)
 
     @property
     def other(self):
@@ -77,9 +77,9 @@ class Built:
 
 
 @pytest.fixture(params=VARIANTS)
-def built(request, cache) -> Built:
+def built(request, cache, input_batch) -> Built:
     if request.param not in cache:
-        cache[request.param] = Built(request.param)
+        cache[request.param] = Built(request.param, input_batch)
     return cache[request.param]
 
 
@@ -151,11 +151,11 @@ def test_aux_heads_off_by_default(variant):
     assert not any(layer.name.startswith("aux") for layer in model.layers)
 
 
-def test_dropout_only_in_training():
+def test_dropout_only_in_training(input_batch):
     # gluon-tutorial has no BN: training mode differs from eval only through dropout.
     spec = shared_spec.load("gluon-tutorial", dropout=0.0)
     off = impl_tf.build(spec, seed=0)
-    x = np.random.default_rng(1).standard_normal((BATCH, *spec.input_shape), dtype=np.float32)
+    x = input_batch(spec, BATCH, seed=1)
     np.testing.assert_allclose(impl_tf.forward(off, x, training=True), impl_tf.forward(off, x), rtol=1e-5, atol=1e-6)
     heavy = impl_tf.build(shared_spec.load("gluon-tutorial", dropout=0.9), seed=0)
     assert heavy.get_layer("dropout").rate == pytest.approx(0.9)
@@ -209,16 +209,16 @@ def test_initialisation_follows_spec_init(built):
 
 
 @pytest.fixture(scope="module")
-def cifar(cache):
+def cifar(cache, input_batch):
     if "cifar" not in cache:
-        cache["cifar"] = Built("cifar")
+        cache["cifar"] = Built("cifar", input_batch)
     return cache["cifar"]
 
 
 @pytest.fixture(scope="module")
-def googlenet(cache):
+def googlenet(cache, input_batch):
     if "googlenet" not in cache:
-        cache["googlenet"] = Built("googlenet")
+        cache["googlenet"] = Built("googlenet", input_batch)
     return cache["googlenet"]
 
 
@@ -248,10 +248,10 @@ def test_dense_after_flatten_uses_channels_first_order(googlenet):
 # --------------------------------------------------------------------------- training
 
 
-def test_train_step_loss_grad_and_update(googlenet):
+def test_train_step_loss_grad_and_update(googlenet, input_batch):
     spec = shared_spec.load("googlenet", aux_logits=True, input_size=(64, 64), dropout=0.0)
     model = impl_tf.build(spec, seed=0)
-    x = np.random.default_rng(2).standard_normal((BATCH, *spec.input_shape), dtype=np.float32)
+    x = input_batch(spec, BATCH, seed=2)
     y = np.array([3, 999])
     main, aux1, aux2 = impl_tf.forward(model, x, training=True)
 
@@ -274,11 +274,11 @@ def test_train_step_loss_grad_and_update(googlenet):
     np.testing.assert_array_equal(impl_tf.export_weights(model)["fc.weight"], after["fc.weight"])
 
 
-def test_train_step_bn_statistics_follow_pytorch(cifar):
+def test_train_step_bn_statistics_follow_pytorch(cifar, input_batch):
     """lr=0: weights stay, running statistics move by PyTorch's rule (unbiased batch variance)."""
     spec = shared_spec.load("cifar", input_size=(8, 8), dropout=0.0)
     model = impl_tf.build(spec, seed=0)
-    x = np.random.default_rng(3).standard_normal((BATCH, *spec.input_shape), dtype=np.float32)
+    x = input_batch(spec, BATCH, seed=3)
     conv = keras.Model(model.input, model.get_layer("prelayer.conv").output)(x.transpose(0, 2, 3, 1)).numpy()
     before = impl_tf.export_weights(model)
     after = impl_tf.train_step(model, x, np.array([0, 1]), lr=0.0)["weights"]
@@ -292,12 +292,11 @@ def test_train_step_bn_statistics_follow_pytorch(cifar):
                                (1 - momentum) + momentum * values.var(0, ddof=1), rtol=1e-5)
 
 
-def test_input_grad_is_the_gradient():
+def test_input_grad_is_the_gradient(input_batch):
     """A directional finite difference of the loss (d2l: no BN, no dropout) matches input_grad."""
     spec = shared_spec.load("d2l", input_size=(24, 24))
     model = impl_tf.build(spec, seed=0)
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((BATCH, *spec.input_shape), dtype=np.float32)
+    x = input_batch(spec, BATCH, seed=4)
     y = np.array([1, 2])
     grad = impl_tf.train_step(model, x, y, lr=0.0)["input_grad"]
     # Along the returned gradient the loss must rise at rate |grad|; a gradient in the wrong

@@ -44,10 +44,6 @@ def small_spec(variant: str, **overrides) -> shared_spec.Spec:
     return shared_spec.load(variant, **{**options, **overrides})
 
 
-def batch(spec: shared_spec.Spec, n: int = BATCH, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, *spec.input_shape)).astype(np.float32)
-
-
 _BUILT: dict[str, tuple] = {}
 
 
@@ -63,12 +59,12 @@ def one_thread():
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
-def built(request):
+def built(request, input_batch):
     """(spec, model built with seed 0, input batch) per variant, built once. Do not mutate the model."""
     variant = request.param
     if variant not in _BUILT:
         spec = small_spec(variant)
-        _BUILT[variant] = (spec, impl_torch.build(spec, device="cpu", seed=0), batch(spec))
+        _BUILT[variant] = (spec, impl_torch.build(spec, device="cpu", seed=0), input_batch(spec, BATCH))
     return _BUILT[variant]
 
 
@@ -108,11 +104,11 @@ def test_module_paths_are_spec_names(built):
 
 @pytest.mark.parametrize("variant,side", [("googlenet", 15), ("googlenet", 16), ("googlenet", 33),
                                           ("googlenet", 58), ("d2l", 17), ("d2l", 30), ("cifar", 9)])
-def test_shapes_match_oracle_at_edge_sizes(variant, side):
+def test_shapes_match_oracle_at_edge_sizes(variant, side, input_batch):
     """Odd and even sides where ceil-mode and padded pools round differently."""
     spec = shared_spec.load(variant, input_size=side)
     report = shared_spec.analyze(spec)
-    outs = impl_torch.layer_outputs(impl_torch.build(spec, device="cpu", seed=0), batch(spec, n=1))
+    outs = impl_torch.layer_outputs(impl_torch.build(spec, device="cpu", seed=0), input_batch(spec, 1))
     for name, value in outs.items():
         assert value.shape == (1, *report.layer(name).out_shape), name
 
@@ -182,13 +178,13 @@ ASYMMETRIC = {
 }
 
 
-def test_asymmetric_padding(tmp_path):
+def test_asymmetric_padding(tmp_path, input_batch):
     path = tmp_path / "asym.json"
     path.write_text(json.dumps(ASYMMETRIC))
     spec = shared_spec.load(spec_file=path)
     report = shared_spec.analyze(spec)
     model = impl_torch.build(spec, device="cpu", seed=0)
-    x = batch(spec)
+    x = input_batch(spec, BATCH)
     outs = impl_torch.layer_outputs(model, x)
     for name, value in outs.items():
         assert value.shape == (BATCH, *report.layer(name).out_shape), name
@@ -204,7 +200,7 @@ def test_asymmetric_padding(tmp_path):
 # --------------------------------------------------------------------------- overrides
 
 
-def test_overrides(built):
+def test_overrides(built, input_batch):
     spec, _, _ = built
     has_dropout = any(isinstance(layer, Dropout) for layer in spec.walk())
     options = {"num_classes": 7, "in_channels": 2, "input_size": spec.input_size}
@@ -212,7 +208,7 @@ def test_overrides(built):
         options["dropout"] = 0.3
     custom = shared_spec.load(spec.variant, aux_logits=spec.aux_logits, **options)
     model = impl_torch.build(custom, device="cpu", seed=0)
-    x = batch(custom)
+    x = input_batch(custom, BATCH)
     assert x.shape[1] == 2
     assert impl_torch.forward(model, x).shape == (BATCH, 7)
     assert model.get_submodule(next(l.name for l in custom.walk() if isinstance(l, Conv))).conv.in_channels == 2
@@ -224,18 +220,18 @@ def test_overrides(built):
         assert [o.shape for o in out] == [(BATCH, 7)] * 3
 
 
-def test_aux_heads_off_by_default():
+def test_aux_heads_off_by_default(input_batch):
     spec = shared_spec.load("googlenet", input_size=SMALL)
     model = impl_torch.build(spec, device="cpu", seed=0)
     assert not hasattr(model, "aux1")
-    out = impl_torch.forward(model, batch(spec), training=True)
+    out = impl_torch.forward(model, input_batch(spec, BATCH), training=True)
     assert isinstance(out, np.ndarray) and out.shape == (BATCH, 1000)
 
 
-def test_non_square_input():
+def test_non_square_input(input_batch):
     spec = shared_spec.load("googlenet", input_size=(40, 57), aux_logits=True)
     report = shared_spec.analyze(spec)
-    outs = impl_torch.layer_outputs(impl_torch.build(spec, device="cpu", seed=0), batch(spec))
+    outs = impl_torch.layer_outputs(impl_torch.build(spec, device="cpu", seed=0), input_batch(spec, BATCH))
     for name, value in outs.items():
         assert value.shape == (BATCH, *report.layer(name).out_shape), name
 
@@ -273,14 +269,14 @@ def test_train_and_eval_outputs(built):
 
 
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if shared_spec.load(v).has_aux])
-def test_aux_outputs_come_in_spec_order(variant):
+def test_aux_outputs_come_in_spec_order(variant, input_batch):
     spec = small_spec(variant)
     model = impl_torch.build(spec, device="cpu", seed=0)
     captured = {}
     for head in spec.aux_heads:
         model.get_submodule(head.name).register_forward_hook(
             lambda m, a, out, name=head.name: captured.__setitem__(name, out.detach().numpy().copy()))
-    _, *aux = impl_torch.forward(model, batch(spec), training=True)
+    _, *aux = impl_torch.forward(model, input_batch(spec, BATCH), training=True)
     assert [h.name for h in spec.aux_heads] == ["aux1", "aux2"]
     for head, value in zip(spec.aux_heads, aux, strict=True):
         np.testing.assert_array_equal(value, captured[head.name], err_msg=head.name)
@@ -288,11 +284,11 @@ def test_aux_outputs_come_in_spec_order(variant):
 
 
 @pytest.mark.parametrize("variant", bn_variants())
-def test_batchnorm_statistics(variant):
+def test_batchnorm_statistics(variant, input_batch):
     spec = small_spec(variant, dropout=0.0) if any(
         isinstance(l, Dropout) for l in shared_spec.load(variant).walk()) else small_spec(variant)
     model = impl_torch.build(spec, device="cpu", seed=0)
-    x = batch(spec)
+    x = input_batch(spec, BATCH)
     first = next(l for l in spec.walk() if isinstance(l, Conv) and l.norm)
     unit = model.get_submodule(first.name)
     assert unit.bn.eps == first.norm.eps and unit.bn.momentum == first.norm.momentum
@@ -397,12 +393,12 @@ def test_name_clashing_with_torch_attribute_is_a_value_error(tmp_path):
 
 
 @pytest.mark.parametrize("variant", ["googlenet", "cifar"])
-def test_train_step_is_plain_sgd_on_the_contract_loss(variant):
+def test_train_step_is_plain_sgd_on_the_contract_loss(variant, input_batch):
     spec = shared_spec.load(variant, num_classes=5, dropout=0.0, input_size=32,
                             **({"aux_logits": True} if variant == "googlenet" else {}))
     model = impl_torch.build(spec, device="cpu", seed=0)
     reference = copy.deepcopy(model)
-    x, y, lr = batch(spec), np.array([1, 4]), 0.01
+    x, y, lr = input_batch(spec, BATCH), np.array([1, 4]), 0.01
     before = impl_torch.export_weights(model)
 
     result = impl_torch.train_step(model, x, y, lr=lr)
@@ -454,7 +450,7 @@ def _torchvision_key(key: str) -> str:
     return re.sub(r"\.branch4\.conv1\.", ".branch4.1.", key)
 
 
-def test_googlenet_matches_torchvision_code():
+def test_googlenet_matches_torchvision_code(input_batch):
     """The 'googlenet' variant computes what torchvision's GoogLeNet (seed 001) computes, aux heads included."""
     spec = shared_spec.load("googlenet", num_classes=10, aux_logits=True, input_size=96)
     model = impl_torch.build(spec, device="cpu", seed=0)
@@ -463,7 +459,7 @@ def test_googlenet_matches_torchvision_code():
     state = {_torchvision_key(k): torch.from_numpy(v) for k, v in weights.items()}
     missing, unexpected = reference.load_state_dict(state, strict=False)
     assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing)
-    x = batch(spec)
+    x = input_batch(spec, BATCH)
     reference.eval()
     with torch.no_grad():
         expected_main, expected_aux2, expected_aux1 = reference(torch.from_numpy(x), with_aux=True)

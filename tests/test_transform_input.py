@@ -7,18 +7,15 @@ Lean: one small input (32x32, above googlenet's 15x15 minimum), each model built
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 
 import shared_spec
+from googlenet_suite import frameworks
 from googlenet_suite.cli import main
 
 SIZE = (32, 32)
 TOL = 1e-4
-MODULES = {"torch": ("torch", "impl_torch"), "tf": ("keras", "impl_tf"), "mxnet": ("mxnet", "impl_mxnet"),
-           "onnx": ("onnxruntime", "impl_onnx")}
 # torchvision's own expressions, evaluated in Python as there
 TORCHVISION = {"scale": (0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5),
                "shift": ((0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5)}
@@ -88,38 +85,39 @@ def weights():
 
 
 @pytest.fixture(scope="module")
-def x():
-    return np.random.default_rng(0).standard_normal((1, 3, *SIZE)).astype(np.float32)
+def x(input_batch):
+    return input_batch(_spec(), 1)
 
 
-_RESULTS: dict = {}
+@pytest.fixture(scope="module")
+def run(builder, weights, x, cache):
+    """``run(key)``: that framework's logits and first two layers with ``weights`` on ``x``, computed once."""
+
+    def outputs(key):
+        if key not in cache:
+            mod = builder(key)
+            model = mod.build(_spec(), device="cpu", seed=0)
+            mod.import_weights(model, weights)
+            layers = mod.layer_outputs(model, x)
+            cache[key] = {"logits": mod.forward(model, x), "transform_input": layers["transform_input"],
+                          "conv1": layers["conv1"]}
+        return cache[key]
+
+    return outputs
 
 
-def _run(key, weights, x):
-    if key not in _RESULTS:
-        framework, impl = MODULES[key]
-        pytest.importorskip(framework, reason=f"{key} is not installed")
-        mod = importlib.import_module(impl)
-        model = mod.build(_spec(), device="cpu", seed=0)
-        mod.import_weights(model, weights)
-        outputs = mod.layer_outputs(model, x)
-        _RESULTS[key] = {"logits": mod.forward(model, x), "transform_input": outputs["transform_input"],
-                         "conv1": outputs["conv1"]}
-    return _RESULTS[key]
-
-
-@pytest.mark.parametrize("key", [pytest.param(k, marks=getattr(pytest.mark, k)) for k in MODULES])
-def test_each_builder_computes_the_op(key, weights, x):
-    out = _run(key, weights, x)
+@pytest.mark.parametrize("key", [pytest.param(k, marks=getattr(pytest.mark, k)) for k in frameworks.FRAMEWORKS])
+def test_each_builder_computes_the_op(key, run, x):
+    out = run(key)
     assert np.abs(out["transform_input"] - oracle(x, _spec().layers[0])).max() <= 1e-6
     assert np.isfinite(out["logits"]).all()
 
 
 @pytest.mark.cross
-@pytest.mark.parametrize("key", ["tf", "mxnet", "onnx"])
-def test_every_framework_agrees_with_torch(key, weights, x):
-    ref = _run("torch", weights, x)
-    out = _run(key, weights, x)
+@pytest.mark.parametrize("key", [k for k in frameworks.FRAMEWORKS if k != "torch"])
+def test_every_framework_agrees_with_torch(key, run):
+    ref = run("torch")
+    out = run(key)
     assert 1e-2 < float(np.abs(ref["logits"]).max()) < 1e2
     for name in ("transform_input", "conv1", "logits"):
         diff = float(np.abs(out[name] - ref[name]).max())
