@@ -7,10 +7,12 @@ drops out of the comparison or skips with the reason.
 - Weights start in each framework in turn, go through the neutral export, and are imported into all the
   others. BN statistics are randomised after export so that the BN mapping (eps, gamma/beta, running
   statistics) is exercised for real. Logits and every layer agree within 1e-4.
-- The harness's own weights (``harness.reference_weights``: seeded in the reference, the first framework that
-  can train, with BN statistics calibrated from data as ``compare`` makes them, so activations are O(1)), aux
-  heads off and on: logits within 1e-4, inner layers within 1e-4 relative to the layer's scale above 1, as the
-  harness judges them.
+- A framework that cannot train (the registry's capabilities; ONNX today) is also run with the harness's own
+  weights (``harness.reference_weights``: seeded in the reference, the first framework that can train, with BN
+  statistics calibrated from data as ``compare`` makes them, so activations are O(1)), aux heads off and on,
+  against the reference: logits within 1e-4, inner layers within 1e-4 relative to the layer's scale above 1,
+  as the harness judges them. A framework that trains meets data-like statistics in its training step
+  (test_cross_training.py) and is left out here for time (the suite is held to 300 s on two cores).
 - The two ops whose ONNX definition differs from PyTorch's in form (LRN's alpha, adaptive pooling), numerically.
 """
 
@@ -162,20 +164,19 @@ def case(request, installed, cache, input_batch) -> HarnessCase:
 
 
 def against_reference(case: HarnessCase, key: str, builder, cache):
-    """``key``'s model of the case's spec with the harness's weights (skips when ``key`` is the reference)."""
-    if key == case.reference:
-        pytest.skip(f"{key} is the reference here")
+    """``key``'s model of the case's spec with the harness's weights."""
     mod = builder(key)
     model = model_for(cache, mod, key, case.spec)
     mod.import_weights(model, case.weights)
     return mod, model
 
 
-OTHERS = [pytest.param(key, marks=getattr(pytest.mark, key)) for key in KEYS if key != REFERENCE]
+INFERENCE_ONLY = [pytest.param(key, marks=getattr(pytest.mark, key))
+                  for key in KEYS if not frameworks.FRAMEWORKS[key].can("train")]
 
 
 @getattr(pytest.mark, REFERENCE)
-@pytest.mark.parametrize("key", OTHERS)
+@pytest.mark.parametrize("key", INFERENCE_ONLY)
 def test_harness_weights_logits_agree(case, key, builder, cache):
     mod, model = against_reference(case, key, builder, cache)
     spec, ref = case.spec, case.logits
@@ -187,7 +188,7 @@ def test_harness_weights_logits_agree(case, key, builder, cache):
 
 
 @getattr(pytest.mark, REFERENCE)
-@pytest.mark.parametrize("key", OTHERS)
+@pytest.mark.parametrize("key", INFERENCE_ONLY)
 def test_harness_weights_every_layer_agrees(case, key, builder, cache):
     mod, model = against_reference(case, key, builder, cache)
     spec, ref = case.spec, case.layers

@@ -62,7 +62,8 @@ def weights_for(spec, input_batch):
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                _WEIGHTS[key] = calibrated_weights(impl_torch, spec, input_batch(spec, 8, seed=11), seed=3, device="cpu")
+                calibration = input_batch(spec, 8, seed=11)  # a batch of its own, not the one compared
+                _WEIGHTS[key] = calibrated_weights(impl_torch, spec, calibration, seed=3, device="cpu")
             finally:
                 torch.set_num_threads(threads)
     return _WEIGHTS[key]
