@@ -167,7 +167,7 @@ def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch
     use_all_cores()
     if mode == "bf16":
         check_bf16_path("PyTorch", target.type == "cuda" or cpu_has_bf16())
-    if mode != "plain":
+    if mode != "plain" and compiled:
         torch.compiler.reset()  # each runner compiles afresh (no recompile limit across runners)
     gc.collect()
     if target.type == "cuda":
