@@ -390,10 +390,7 @@ def cmd_gpu_check(args) -> int:
     """The PyTorch builder on CUDA against the CPU, Keras's other backends, a torch benchmark (--cpu: rehearsed)."""
     from . import gpu_check
 
-    try:
-        return gpu_check.execute(Path(args.out), cpu=args.cpu, quick=args.quick)
-    except gpu_check.OutDirError as exc:
-        raise UsageError(str(exc)) from None
+    return gpu_check.execute(Path(args.out), cpu=args.cpu, quick=args.quick)
 
 
 def _train_errors():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from shared_spec.contract import cpu_has_bf16
+from shared_spec.protocol import cpu_has_bf16
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 pytest.importorskip("torch", reason="torch is not installed")

@@ -33,8 +33,6 @@ import importlib
 import sys
 from pathlib import Path
 
-from .. import frameworks as fw_registry
-
 USAGE = "scripts/gpu-check [--out DIR] [--cpu] [--quick]"
 REQUIRED = (("numpy", "the builders take and return numpy arrays"),
             ("jsonschema", "shared_spec validates the JSON spec with it when it loads the spec"),
@@ -42,14 +40,6 @@ REQUIRED = (("numpy", "the builders take and return numpy arrays"),
 CARRY = ("on a machine with internet: `pip download {pkg} --only-binary=:all: --python-version 3.12 "
          "--platform manylinux2014_x86_64 -d wheels`; on this one: `pip install --no-index --find-links wheels "
          "--target vendor {pkg}` and rerun with PYTHONPATH=vendor")
-
-
-class OutDirError(ValueError):
-    """``--out`` names a folder that cannot be made (bad input, exit 2)."""
-
-
-class Unavailable(RuntimeError):
-    """The check cannot run here: a package it needs is missing, or torch sees no CUDA device (exit 1)."""
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -60,36 +50,39 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats; on the CPU no torch.compile")
 
 
-def require(module: str, why: str) -> None:
-    """Import ``module``, or raise Unavailable naming what is missing and how to carry it."""
+def _missing(module: str, why: str) -> str | None:
+    """None when ``module`` imports; else one line naming what is missing and how to carry it."""
     try:
         importlib.import_module(module)
     except ImportError as exc:
         missing = getattr(exc, "name", None) or module
         detail = "" if missing == module else f" (it needs '{missing}', which is missing)"
-        raise Unavailable(f"missing Python package '{module}'{detail}: {why}. Carry it as a wheel: "
-                          f"{CARRY.format(pkg=module)}") from None
+        return f"missing Python package '{module}'{detail}: {why}. Carry it as a wheel: {CARRY.format(pkg=module)}"
+    return None
+
+
+def _unavailable(*, cpu: bool) -> str | None:
+    """Why the check cannot run here (a package it needs is missing, or torch sees no CUDA device), or None."""
+    for module, why in REQUIRED:
+        if problem := _missing(module, why):
+            return problem
+    from .. import frameworks  # the suite's own modules import shared_spec, so jsonschema: only now
+
+    torch_side = frameworks.part("torch", "gpu_check")
+    if cpu or torch_side.cuda_available():
+        return None
+    versions = torch_side.versions()
+    return (f"torch sees no CUDA device (torch.cuda.is_available() is False; torch {versions['torch']}, built for "
+            f"CUDA {versions['torch_cuda']}); use --cpu for the CPU rehearsal")
 
 
 def execute(out: Path, *, cpu: bool, quick: bool) -> int:
     """Run the check (``cpu``: its CPU rehearsal), write ``out``/gpu_check.json and gpu_check.md, print the
-    markdown. Returns the exit code; a check that cannot run here is one line on stderr and 1. Raises
-    OutDirError for an ``out`` that cannot be made."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutDirError(f"--out {out}: cannot create it ({exc.strerror})") from None
-    try:
-        for module, why in REQUIRED:
-            require(module, why)
-        torch_side = fw_registry.part("torch", "gpu_check")
-        if not cpu and not torch_side.cuda_available():
-            versions = torch_side.versions()
-            raise Unavailable(f"torch sees no CUDA device (torch.cuda.is_available() is False; torch "
-                              f"{versions['torch']}, built for CUDA {versions['torch_cuda']}); use --cpu for the "
-                              f"CPU rehearsal")
-    except Unavailable as exc:
-        print(f"gpu-check: {exc}", file=sys.stderr)
+    markdown. Returns the exit code: 0 when every equivalence check passed, 1 when one failed or the check
+    cannot run here (said in one line on stderr). Raises ``shared_spec.InputError`` for an ``out`` that
+    cannot be made."""
+    if problem := _unavailable(cpu=cpu):
+        print(f"gpu-check: {problem}", file=sys.stderr)
         return 1
     from .run import run  # numpy, shared_spec and the harness, now known to import
 
@@ -109,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return execute(Path(args.out), cpu=args.cpu, quick=args.quick)
-    except OutDirError as exc:
+    except Exception as exc:
+        from shared_spec.errors import InputError  # importable: execute raises only past its requirements
+
+        if not isinstance(exc, InputError):
+            raise
         print(f"gpu-check: error: {exc}", file=sys.stderr)
         return 2

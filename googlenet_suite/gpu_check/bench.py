@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared_spec import contract
+from shared_spec import protocol
 
 from .. import frameworks as fw_registry
 from .common import Case, Guard, Profile, child_env, error_text, log
@@ -35,7 +35,7 @@ COMPILE_GUESS_S = {True: 60.0, False: 150.0}  # on a GPU, on a CPU: until a comp
 def fast_mode(on_gpu: bool) -> str:
     """The runner mode behind the fast role: bf16 (autocast, its logits against fp32) where the device has a
     bf16 path; a CPU without one (no AVX512_BF16 or AMX) rehearses in fp32."""
-    return "bf16" if on_gpu or contract.cpu_has_bf16() else "fast"
+    return "bf16" if on_gpu or protocol.cpu_has_bf16() else "fast"
 
 
 def _describe_fast(prof: Profile, *, on_gpu: bool, quick: bool) -> str:

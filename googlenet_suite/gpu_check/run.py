@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared_spec.errors import InputError
 from shared_spec.files import atomic_write
 
 from .. import frameworks as fw_registry
@@ -44,6 +45,10 @@ def environment(torch_side, *, on_gpu: bool, fp32: dict) -> dict:
 
 def run(out: Path, *, cpu: bool, quick: bool) -> int:
     """The whole check; writes ``out``/gpu_check.json and gpu_check.md, prints the markdown; 0 on PASS, else 1."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot create it ({exc.strerror})") from None
     os.environ[T0_ENV] = str(start := time.time())  # the children log against the same start
     on_gpu = not cpu
     prof = profile(cpu=cpu, quick=quick)
