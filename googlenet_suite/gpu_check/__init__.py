@@ -19,7 +19,7 @@ Sections, each with its own time guard so the whole run stays under 8 minutes on
 ``--cpu`` runs all of it on the CPU with tiny sizes (the files have the same sections), so the tests can
 run it anywhere; ``--quick`` cuts repeats (and, on the CPU, torch.compile). Exit 0 when every equivalence
 check passes, 1 when one fails or the check cannot run here (a missing package, no CUDA device: one line
-naming it), 2 for a bad option.
+naming it), 2 for a bad option or an --out that cannot be made.
 
 This module imports only the standard library until the packages the check needs are known to be there:
 on the GPU machine the checkout runs without pip install, and a missing jsonschema is one line, not a
