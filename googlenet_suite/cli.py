@@ -1,5 +1,5 @@
-"""``googlenet-suite``: list, inspect, compare, run, export, check, convert, predict, bench, train and evaluate
-GoogLeNet variants.
+"""``googlenet-suite``: list, inspect, compare, run, export, check, convert, predict, bench, gpu-check, train and
+evaluate GoogLeNet variants.
 
 The CLI only reads the spec, the builders and the harness results; it never
 builds a model its own way. Bad input is one line on stderr and exit code 2.
@@ -386,6 +386,13 @@ def cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def cmd_gpu_check(args) -> int:
+    """The PyTorch builder on CUDA against the CPU, Keras's other backends, a torch benchmark (--cpu: rehearsed)."""
+    from . import gpu_check
+
+    return gpu_check.execute(Path(args.out), cpu=args.cpu, quick=args.quick)
+
+
 def _train_errors():
     """The data layer's and the trainer's input errors are one line and exit 2, like every other bad input."""
     from . import train
@@ -579,6 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime rows for each framework's ONNX export beside the spec-built graph")
     p.add_argument("--plot", metavar="FILE.png")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("gpu-check", help="the GPU check: PyTorch on CUDA against the CPU, Keras's JAX and torch "
+                       "backends, a torch benchmark; a markdown report (--cpu --quick: rehearsed on the CPU)")
+    from .gpu_check import add_options as gpu_check_options
+    gpu_check_options(p)
+    p.set_defaults(func=cmd_gpu_check)
 
     p = sub.add_parser("train", help="train one framework's model (d2l's recipe by default), with logs and checkpoints",
                        parents=[one, _spec_parent(overrides=False), _device_parent(None)])

@@ -35,6 +35,18 @@ def input_batch(spec: shared_spec.Spec, batch: int, seed: int) -> np.ndarray:
     return rng.standard_normal((batch, *spec.input_shape)).astype(np.float32)
 
 
+def layer_relative_diff(diff: float, scale: float | None) -> float:
+    """A layer's max abs difference relative to its scale (max abs value) above 1, absolute below: inner
+    activations can be O(10) with calibrated BatchNorm, so the suite's tolerance is relative there."""
+    return diff / max(1.0, scale or 0.0)
+
+
+def layer_agrees(diff: float, scale: float | None, tolerance: float = TOLERANCE) -> bool:
+    """The per-layer rule of compare and the GPU check: ``tolerance`` relative to the layer's scale above 1.
+    NaN never agrees."""
+    return layer_relative_diff(diff, scale) <= tolerance
+
+
 def has_batchnorm(spec: shared_spec.Spec) -> bool:
     return any(isinstance(layer, shared_spec.Conv) and layer.norm is not None for layer in spec.walk())
 
@@ -187,8 +199,7 @@ def compare_variant(spec: shared_spec.Spec, keys: list[str], *, batch: int = 2, 
                 diff = float(np.max(np.abs(a - b))) if same else None
                 row["max_abs_diff"] = diff
                 row["scale"] = float(np.max(np.abs(b))) if b is not None and b.size else None
-                # inner activations can be O(10) (calibrated BN): 1e-4 relative to the layer's scale above 1
-                if first is None and (diff is None or diff > tolerance * max(1.0, row["scale"] or 0.0)):
+                if first is None and (diff is None or not layer_agrees(diff, row["scale"], tolerance)):
                     first = row["name"]
             res["first_divergence"] = first
         res["agree"] = (not mismatched and res["params_match"] and res["non_finite"] is None

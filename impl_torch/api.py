@@ -43,6 +43,16 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def ieee_fp32_settings() -> list[tuple[object, str, object]]:
+    """torch's global switches for plain fp32 on CUDA, as ``(owner, attribute, value)``: cuDNN convolutions
+    first, cuBLAS matmuls second. Newer torch has the fp32_precision API, older the allow_tf32 flags; mixing
+    the two is an error in newer torch."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    if hasattr(getattr(cudnn, "conv", None), "fp32_precision"):  # newer torch: the fp32_precision API
+        return [(cudnn.conv, "fp32_precision", "ieee"), (matmul, "fp32_precision", "ieee")]
+    return [(cudnn, "allow_tf32", False), (matmul, "allow_tf32", False)]
+
+
 @contextlib.contextmanager
 def ieee_fp32(enabled: bool = True) -> Iterator[None]:
     """Plain fp32 on CUDA: cuDNN convolutions default to TF32 on Ampere and later (about 1e-3 relative
@@ -51,11 +61,7 @@ def ieee_fp32(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    if hasattr(getattr(cudnn, "conv", None), "fp32_precision"):  # newer torch: the fp32_precision API
-        settings = [(cudnn.conv, "fp32_precision", "ieee"), (matmul, "fp32_precision", "ieee")]
-    else:
-        settings = [(cudnn, "allow_tf32", False), (matmul, "allow_tf32", False)]
+    settings = ieee_fp32_settings()
     saved = [getattr(owner, name) for owner, name, _ in settings]
     try:
         for owner, name, value in settings:

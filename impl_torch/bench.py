@@ -8,7 +8,8 @@ Both sources go through the same runner code, so spec-built / hand-written time 
 - fast: ``channels_last`` weights and inputs + ``torch.compile(model, fullgraph=True)``; on a GPU
   also bf16 autocast. Compilation (eval graph, and training graph when ``train``) happens while the
   runner is created, so it counts in ``setup_s`` and never in the timed calls. A compilation error
-  is raised (bench records it in the row); there is no fallback to eager.
+  is raised (bench records it in the row); there is no fallback to eager. ``compiled=False`` keeps
+  channels_last (and bf16) eager: the GPU check's CPU rehearsal, where compiling takes minutes.
 - bf16: fast with ``torch.autocast(device, dtype=torch.bfloat16)`` on the CPU too (fp32 weights, bf16
   matmuls and convolutions), where the CPU has AVX512_BF16 or AMX; ``precision`` holds the compiled bf16
   logits against the same model's eager fp32 logits on the same batch.
@@ -30,6 +31,7 @@ from shared_spec import protocol
 from shared_spec.protocol import against_fp32, bench_model, best_gflops, check_bench_options, \
     check_bf16_path, compile_now, cpu_has_bf16
 
+from .api import import_weights
 from .builder import build, resolve_device
 from .handwritten import handwritten
 
@@ -48,7 +50,7 @@ class Runner:
     precision: dict | None = None  # mode "bf16": the logits against fp32 (protocol.against_fp32)
 
     def __init__(self, model: nn.Module, spec: shared_spec.Spec, *, mode: str, batch: int, train: bool,
-                 aux_weights: tuple[float, ...] = ()):
+                 aux_weights: tuple[float, ...] = (), compiled: bool = True):
         target = next(model.parameters()).device
         self._cuda = target.type == "cuda"
         self.device = "gpu" if self._cuda else "cpu"
@@ -72,8 +74,8 @@ class Runner:
             model.eval()
             with torch.no_grad():
                 reference = _logits(model(self._x))  # eager fp32, before anything is compiled
-        self._call = torch.compile(model, fullgraph=True)
-        self.notes = "channels_last + torch.compile" + (" + bf16 autocast" if bf16 else "")
+        self._call = torch.compile(model, fullgraph=True) if compiled else model
+        self.notes = "channels_last" + (" + torch.compile" if compiled else "") + (" + bf16 autocast" if bf16 else "")
         if mode == "bf16":  # the compiled logits, before the setup's training step moves the weights
             compile_now(self, False, "torch.compile")
             with torch.no_grad(), self._autocast():
@@ -91,7 +93,8 @@ class Runner:
             self._call(self._x)
         self._sync()
 
-    def train_step(self) -> None:
+    def train_step(self):
+        """One SGD step; returns its loss (a tensor on the device: converting it would synchronise)."""
         self.model.train()
         self._optimizer.zero_grad(set_to_none=True)
         with self._autocast():
@@ -103,6 +106,7 @@ class Runner:
         loss.backward()
         self._optimizer.step()
         self._sync()
+        return loss.detach()
 
     def peak_gpu_bytes(self) -> int | None:
         return torch.cuda.max_memory_allocated() if self._cuda else None
@@ -154,19 +158,29 @@ def peak_gflops(device: str, dtype: str = "float32", *, matmul: int | None = Non
                            flops=2 * batch * channels**2 * 9 * side**2))
 
 
-def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool) -> Runner:
+def runner(spec: shared_spec.Spec, *, source: str, mode: str, device: str, batch: int, train: bool,
+           weights: dict | None = None, compiled: bool = True) -> Runner:
+    """``weights``: the spec-built model's weights in the neutral layout (default: seeded); ``compiled``:
+    whether the fast modes use torch.compile."""
     check_bench_options(source, mode, batch)
     target = resolve_device(device)
     use_all_cores()
     if mode == "bf16":
         check_bf16_path("PyTorch", target.type == "cuda" or cpu_has_bf16())
-    if mode != "plain":
+    if mode != "plain" and compiled:
         torch.compiler.reset()  # each runner compiles afresh (no recompile limit across runners)
     gc.collect()
     if target.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    model, aux_weights = bench_model(spec, source, build=lambda s: build(s, device=device, seed=SEED),
+    model, aux_weights = bench_model(spec, source, build=lambda s: _built(s, device, weights),
                                      handwritten=lambda s: handwritten(s, device=device),
                                      params=lambda m: sum(p.numel() for p in m.parameters()))
-    return Runner(model, spec, mode=mode, batch=batch, train=train, aux_weights=aux_weights)
+    return Runner(model, spec, mode=mode, batch=batch, train=train, aux_weights=aux_weights, compiled=compiled)
+
+
+def _built(spec: shared_spec.Spec, device: str, weights: dict | None) -> nn.Module:
+    model = build(spec, device=device, seed=SEED)
+    if weights is not None:
+        import_weights(model, weights)
+    return model

@@ -301,6 +301,26 @@ def test_torch_compile_failure_is_an_error_not_a_fallback(monkeypatch, trimmed):
         mod.runner(trimmed, source="spec", mode="fast", device="cpu", batch=BATCH, train=False)
 
 
+@pytest.mark.torch
+def test_torch_runner_takes_given_weights_runs_uncompiled_and_returns_the_loss(monkeypatch, trimmed):
+    """The GPU check's use: its reference weights in the model, channels_last + bf16 without torch.compile on a
+    CPU rehearsal, and the training step's loss."""
+    mod = runner_module("torch")
+    import impl_torch
+    import torch
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: pytest.fail("compiled=False compiled"))
+    weights = impl_torch.export_weights(impl_torch.build(trimmed, device="cpu", seed=5))
+    runner = mod.runner(trimmed, source="spec", mode="fast", device="cpu", batch=BATCH, train=False,
+                        weights=weights, compiled=False)
+    assert runner.notes == "channels_last"
+    got = impl_torch.export_weights(runner.model)
+    assert all(np.array_equal(got[key], value) for key, value in weights.items())
+    loss = runner.train_step()
+    assert float(loss) > 0 and np.isfinite(float(loss))
+    assert not np.array_equal(impl_torch.export_weights(runner.model)["fc.weight"], weights["fc.weight"])
+
+
 @pytest.mark.parametrize("key", ALL_KEYS)
 def test_runner_rejects_bad_options(key):
     mod = runner_module(key)
