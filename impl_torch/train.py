@@ -7,6 +7,7 @@ process its share of every batch, and only rank 0 evaluates and writes logs and 
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import numpy as np
@@ -122,4 +123,14 @@ class Trainer:
 
     def close(self) -> None:
         if self.started_group:
+            # every rank here before any tears down: rank 0 still evaluates and writes checkpoints after the last
+            # epoch, and a gloo peer destroyed meanwhile can abort the other process at exit. Bounded: a rank that
+            # failed never arrives, and its own error is the one to report
+            try:
+                if dist.get_backend() == "gloo":
+                    dist.monitored_barrier(timeout=datetime.timedelta(seconds=120))
+                else:
+                    dist.barrier()
+            except RuntimeError:
+                pass
             dist.destroy_process_group()
