@@ -116,9 +116,31 @@ def write_spec(tmp_path, builtin_doc):
     return write
 
 
+#: the variants every framework test runs on in the default run: the default variant (BatchNorm, ceil-mode pools,
+#: aux heads), d2l's (no BatchNorm, one channel, floor pools) and torchvision's Inception v3 (factorised
+#: convolutions, branches that split again, pools that count their padding). Each framework test on another built-in variant
+#: is marked ``matrix``: the default run leaves the full variant x framework matrix out (the README's test command
+#: stays within 300 s on two cores), ``tox -e matrix`` runs it, and CI runs that. Spec-level tests (the oracle,
+#: the published figures) run on every variant in the default run.
+CORE_VARIANTS = {"googlenet", "d2l", "inception-v3"}
+FRAMEWORK_MARKS = ("torch", "tf", "mxnet", "onnx", "cross")
+
+
+@pytest.hookimpl(tryfirst=True)  # before the mark plugin's -m deselection reads the markers
 def pytest_collection_modifyitems(config, items):
-    """Files with a test marked ``slow`` first, in their order; the rest after. With ``--dist loadfile`` the
+    """Framework tests on a built-in variant outside ``CORE_VARIANTS`` get the ``matrix`` marker.
+
+    Then: files with a test marked ``slow`` first, in their order; the rest after. With ``--dist loadfile`` the
     workers take whole files in this order, so a long file is never the last one handed out while the other
     worker sits idle (measured on 2 workers: the slow files at the end cost about 30 s of idle worker)."""
+    import shared_spec
+
+    builtin = set(shared_spec.list_variants())
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        # a variant by name, whatever the parameter is called ("variant", or a fixture's own such as "built")
+        variants = {v for v in (callspec.params.values() if callspec else ()) if isinstance(v, str) and v in builtin}
+        if (variants - CORE_VARIANTS and any(item.get_closest_marker(mark) for mark in FRAMEWORK_MARKS)):
+            item.add_marker(pytest.mark.matrix)
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within each group stays
