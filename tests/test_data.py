@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from googlenet_suite import data
+from googlenet_suite import data, resize
 
 
 
@@ -530,7 +530,7 @@ def test_preprocess_known_4x4_downscale_averages_pairs():
 def test_preprocess_chunks_give_the_same_numbers(monkeypatch, rng):
     x = rng.integers(0, 256, (7, 3, 32, 32), dtype=np.uint8)
     whole = data.preprocess(x, resize=40)
-    monkeypatch.setattr(data, "_RESIZE_CHUNK", 3)
+    monkeypatch.setattr(resize, "_RESIZE_CHUNK", 3)  # googlenet_suite/resize.py, where preprocess lives
     np.testing.assert_array_equal(data.preprocess(x, resize=40), whole)
     np.testing.assert_array_equal(data.preprocess(x[5:6], resize=40), whole[5:6])
 

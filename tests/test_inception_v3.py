@@ -9,32 +9,26 @@ would make the slowest file of the suite).
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 
 import shared_spec
+from googlenet_suite import frameworks as fw_registry
 from shared_spec import numeric
+
+from conftest import load_builder  # tests/conftest.py
 
 INCEPTION = shared_spec.list_variants(shared_spec.BUILTIN_SPECS[1])
 CROSS = ("inception-v3", "inception-v3-keras", "inception-v3-fid")  # inception-v3-gluon needs 299x299
 SIZE = 75
 TOL = 1e-4
-MODULES = {"torch": ("torch", "impl_torch"), "tf": ("keras", "impl_tf"), "mxnet": ("mxnet", "impl_mxnet"),
-           "onnx": ("onnxruntime", "impl_onnx")}
-KEYS = [pytest.param(key, marks=getattr(pytest.mark, key)) for key in MODULES]
-
-
-def _module(key):
-    framework, impl = MODULES[key]
-    pytest.importorskip(framework, reason=f"{key} is not installed")
-    return importlib.import_module(impl)
+KEYS = [pytest.param(key, marks=getattr(pytest.mark, key)) for key in fw_registry.FRAMEWORKS]
+_module = load_builder  # the registered framework's builder package, or a skip saying what to install
 
 
 def _available(n=2):
     keys = []
-    for key in MODULES:
+    for key in fw_registry.FRAMEWORKS:
         try:
             _module(key)
             keys.append(key)
