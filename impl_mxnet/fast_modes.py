@@ -7,12 +7,12 @@ Run: ``python -m impl_mxnet.fast_modes [--repeats N]``.
 from __future__ import annotations
 
 import argparse
-import time
 
 import mxnet as mx
 import numpy as np
 
 import shared_spec
+from shared_spec import protocol
 
 import impl_mxnet
 
@@ -20,14 +20,7 @@ BATCH = 8
 
 
 def rate(call, repeats: int) -> float:
-    call()
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return BATCH / float(np.median(times))
+    return protocol.images_per_s(call, BATCH, repeats)
 
 
 def mxnet_forward(spec, repeats: int) -> dict[str, float]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -17,6 +16,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import shared_spec  # noqa: E402
+from shared_spec import protocol  # noqa: E402
 
 import impl_tf  # noqa: E402
 
@@ -24,14 +24,7 @@ BATCH = 8
 
 
 def rate(call, repeats: int) -> float:
-    call()
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return BATCH / float(np.median(times))
+    return protocol.images_per_s(call, BATCH, repeats)
 
 
 def tf_forward(spec, repeats: int) -> dict[str, float]:

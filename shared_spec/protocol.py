@@ -11,6 +11,7 @@ train loop reports. Framework-free, like the builder contract (:mod:`shared_spec
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -157,3 +158,16 @@ __all__ = [
     "against_fp32", "bench_model", "best_gflops", "check_bench_options", "check_bf16_path", "check_handwritten",
     "compile_now", "conv_flops", "cpu_has_bf16",
 ]
+
+
+def images_per_s(call: Callable[[], object], batch: int, repeats: int, *, warmup: int = 2) -> float:
+    """``batch`` over the median time of ``repeats`` calls of ``call`` after ``warmup`` calls: the quick rate the
+    fast-mode scripts (``python -m impl_tf.fast_modes``, ``impl_mxnet.fast_modes``) compare candidates by."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return batch / float(np.median(times))
