@@ -13,6 +13,7 @@ import numpy as np
 from shared_spec import numeric
 from shared_spec.spec import Aux, Concat
 
+from ..harness import layer_agrees
 from .graph import Step
 from .matching import Match, Record, diff, scale, views
 from .report import REPRODUCE, Departure, FirstDivergence, TrapTry
@@ -67,8 +68,7 @@ def diagnose(plan: list[Step], matches: dict[str, Match], name: str, records: li
                 if d < best:
                     best, where = d, records[k].name
         tried.append(TrapTry(trap, text, best, where, tuple(y.shape[1:])))
-    limit = REPRODUCE * max(1.0, scale(ref))
-    hits = [t for t in tried if t.max_abs_diff <= limit]
+    hits = [t for t in tried if layer_agrees(t.max_abs_diff, scale(ref), REPRODUCE)]
     return FirstDivergence(**base, input_from=origin,
                            numpy_vs_reference=diff(plain, ref) if plain is not None else None,
                            traps=tuple(tried), diagnosis=min(hits, key=lambda t: t.max_abs_diff) if hits else None)
@@ -160,6 +160,6 @@ def _find(records, index, options, layer):
     for k in range(index + 1 if index >= 0 else 0, min(len(records), index + 1 + WINDOW)):
         for status, detail, y in options:
             for _, value in views(records[k], layer, False, None):
-                if value.shape == y.shape and diff(value, y) <= REPRODUCE * max(1.0, scale(y)):
+                if value.shape == y.shape and layer_agrees(diff(value, y), scale(y), REPRODUCE):
                     return k, value, status, detail
     return None

@@ -13,6 +13,7 @@ import numpy as np
 import shared_spec
 from shared_spec.spec import Dropout, Flatten, GlobalAvgPool
 
+from ..harness import layer_agrees
 from .graph import Step, flatten_shapes, steps
 
 
@@ -89,14 +90,14 @@ def match_layers(spec: shared_spec.Spec, records: list[Record], ref_acts: dict, 
         start = start_of(step.source)
         if isinstance(layer, (Dropout, Flatten)) and start >= 0:
             start -= 1  # an identity in eval (or a flatten of 1x1 maps): the same record may stand for both
-        limit = tolerance * max(1.0, scale(ref))
+        ref_scale = scale(ref)
 
         def shown(k):
             return views(records[k], layer, channels_last, flat.get(layer.name))
 
         same = tuple(k for k in range(start + 1, len(records)) if any(v.shape == ref.shape for _, v in shown(k)))
         found = next((Match("agree", k, view, value, d, same) for k in same for view, value in shown(k)
-                      for d in [diff(value, ref)] if d <= limit), None)
+                      for d in [diff(value, ref)] if layer_agrees(d, ref_scale, tolerance)), None)
         if found is None:
             def closest(k):
                 return min(diff(v, ref) for _, v in shown(k))
