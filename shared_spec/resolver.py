@@ -134,16 +134,14 @@ class Resolver:
         return replace(spec, layers=layers)
 
     def _preprocess(self, channels: int, size: tuple[int, int]) -> Preprocess | None:
-        """The variant's input pipeline, checked against its declared input and scaled to ``size``; None where
-        it declares none, or where ``in_channels`` is overridden (the per-channel mean and std no longer fit)."""
+        """The variant's input pipeline, checked, and scaled from its crop to ``size`` (the input size); None
+        where it declares none, or where ``in_channels`` is overridden (the per-channel mean and std no longer
+        fit)."""
         declared, v = self.v.get("preprocess"), self.v
         if declared is None or channels != v["input"]["channels"]:
             return None
         loc = f"{self.vpath}.preprocess"
         resize, crop = declared["resize"], tuple(_pair(declared["crop"]))
-        if crop != tuple(v["input"]["size"]):
-            raise self.fail(f"{loc}.crop", f"{crop[0]}x{crop[1]} is not the variant's input size "
-                                           f"{v['input']['size'][0]}x{v['input']['size'][1]} ({self.vpath}.input.size)")
         fits = (max(crop) <= resize if isinstance(resize, int) else all(c <= r for c, r in zip(crop, resize)))
         if not fits:
             after = f"shorter side {resize}" if isinstance(resize, int) else f"{resize[0]}x{resize[1]}"

@@ -230,6 +230,13 @@ class Preprocess:
         short = self.resize
         return (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The recipe as JSON-ready values (the spec's keys; ``resize`` an int or [H, W], ``crop`` [H, W])."""
+        return {"resize": self.resize if isinstance(self.resize, int) else list(self.resize), "crop": list(self.crop),
+                "interpolation": self.interpolation, "antialias": self.antialias, "range": list(self.range),
+                "mean": list(self.mean), "std": list(self.std), "transform_input": self.transform_input,
+                "source": self.source, "notes": self.notes}
+
     def describe(self) -> str:
         """One line: ``shorter side to 342, center crop 299x299, bilinear (antialiased), [0, 1], mean (...), ...``."""
         resize = (f"shorter side to {self.resize}" if isinstance(self.resize, int)
@@ -240,6 +247,14 @@ class Preprocess:
         return (f"{resize}{crop}, {self.interpolation} ({'antialiased' if self.antialias else 'no antialias'}), "
                 f"range [{self.range[0]:g}, {self.range[1]:g}]{norm}"
                 f"{'; the weights run with transform_input on' if self.transform_input else ''}")
+
+
+#: torchvision's ImageNet evaluation transform (``ImageClassification``'s defaults: resize 256, crop 224, bilinear,
+#: antialias, ImageNet mean/std): what ``predict`` does for a 3-channel variant that declares no pipeline
+IMAGENET_EVAL = Preprocess(resize=256, crop=(224, 224), interpolation="bilinear", antialias=True, range=(0.0, 1.0),
+                           mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), transform_input=False,
+                           source="torchvision's ImageNet evaluation transform (ImageClassification's defaults), the "
+                                  "suite's default for a variant that declares no preprocess")
 
 
 def _numbers(values: tuple[float, ...]) -> str:
