@@ -72,9 +72,7 @@ def load_image(path: Path, recipe: shared_spec.Preprocess) -> np.ndarray:
     except Exception as exc:  # the one boundary around Pillow: its decoders raise OSError, SyntaxError, ...
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise InputError(f"{path}: not an image Pillow can read: {first[:150]}") from None
-    height, width = recipe.crop
-    top, left = int(round((new[1] - height) / 2.0)), int(round((new[0] - width) / 2.0))  # torchvision's center_crop
-    pixels = pixels[top:top + height, left:left + width]
+    pixels = _center_crop(pixels, *recipe.crop)
     low, high = recipe.range
     pixels = pixels * np.float32(high - low) + np.float32(low)
     pixels = (pixels - np.asarray(recipe.mean, np.float32)) / np.asarray(recipe.std, np.float32)
@@ -93,6 +91,16 @@ def _resized(image, size: tuple[int, int], recipe: shared_spec.Preprocess) -> np
     rgb = np.asarray(image)
     return np.stack([resize_bilinear(rgb[..., c].astype(np.float32) / np.float32(255), (size[1], size[0]))
                      for c in range(3)], axis=-1)
+
+
+def _center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """torchvision's ``center_crop`` of an H x W x C array: zero padding first where the crop is larger than the
+    image (an input size that is not square: the shorter side is resized to fit the smaller crop side)."""
+    pad_h, pad_w = max(height - pixels.shape[0], 0), max(width - pixels.shape[1], 0)
+    if pad_h or pad_w:
+        pixels = np.pad(pixels, ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0)))
+    top, left = int(round((pixels.shape[0] - height) / 2.0)), int(round((pixels.shape[1] - width) / 2.0))
+    return pixels[top:top + height, left:left + width]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -117,6 +117,21 @@ def test_a_flat_image_stays_flat_at_the_input_size(variant, size, want, tmp_path
     np.testing.assert_allclose(x, np.broadcast_to(value.reshape(3, 1, 1), want), rtol=0, atol=1e-5)
 
 
+def test_a_crop_wider_than_the_resized_image_pads_with_zeros_as_torchvision(tmp_path):
+    """googlenet at 64x96: a 100x100 image's shorter side goes to round(64 * 256 / 224) = 73; the 96-wide crop
+    pads (96 - 73) // 2 = 11 black columns on the left and 12 on the right, then takes rows 4..67
+    (round(9 / 2) = 4), as torchvision's center_crop."""
+    Image = pytest.importorskip("PIL.Image")
+    path = tmp_path / "square.png"
+    Image.new("RGB", (100, 100), (255, 255, 255)).save(path)
+    x = predict.load_image(path, predict.pipeline(shared_spec.load("googlenet", input_size=(64, 96))))
+    mean, std = np.array(IMAGENET_MEAN).reshape(3, 1, 1), np.array(IMAGENET_STD).reshape(3, 1, 1)
+    want = np.concatenate([np.broadcast_to(value, (3, 64, n)) for value, n in
+                           (((0 - mean) / std, 11), ((1 - mean) / std, 73), ((0 - mean) / std, 12))], axis=2)
+    assert x.shape == (3, 64, 96)
+    np.testing.assert_allclose(x, want, rtol=0, atol=1e-5)
+
+
 def _bilinear_by_hand(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """F.interpolate(mode='bilinear', align_corners=False) written out: output (i, j) samples the input at
     ((i + 0.5) * H / out_h - 0.5, (j + 0.5) * W / out_w - 0.5), clamped to the image."""
