@@ -172,6 +172,23 @@ def test_fids_resize_is_torchs_interpolate(tmp_path):
     np.testing.assert_allclose(x, want.numpy(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.torch
+def test_antialiased_is_torchvisions_resize_within_one_8_bit_level(tmp_path):
+    """inception-v3's resize of a 500x400 image (shorter side 342: 427x342) by Pillow against torchvision's tensor
+    path, F.interpolate(mode='bilinear', antialias=True): Pillow rounds to 8 bits, so within 1/255."""
+    torch = pytest.importorskip("torch")
+    pixels = _pixels(400, 500, seed=5)
+    recipe = predict.pipeline(shared_spec.load("inception-v3"))
+    x = predict.load_image(_image(tmp_path, "e.png", pixels), recipe)
+    t = torch.from_numpy(pixels.transpose(2, 0, 1)[None].astype(np.float32) / 255)
+    resized = torch.nn.functional.interpolate(t, size=(342, 427), mode="bilinear", align_corners=False,
+                                              antialias=True)[0].numpy()
+    crop = resized[:, 22:321, 64:363]  # top round(43 / 2) = 22, left round(128 / 2) = 64
+    mean, std = np.array(IMAGENET_MEAN).reshape(3, 1, 1), np.array(IMAGENET_STD).reshape(3, 1, 1)
+    assert x.shape == (3, 299, 299)
+    assert np.abs((x * std + mean) - crop).max() <= 1 / 255 + 1e-6
+
+
 # --------------------------------------------------------------------------- refusals: one line with the JSON path
 
 
