@@ -98,6 +98,7 @@ def cmd_inspect(args) -> int:
         "macs": report.macs,
         "min_input_size": list(report.min_input_size),
         "provenance": dict(spec.provenance),
+        "preprocess": spec.preprocess.as_dict() if spec.preprocess else None,
         "layers": [{"name": i.name, "op": i.op, "depth": i.depth, "in_shape": list(i.in_shape),
                     "out_shape": list(i.out_shape), "params": i.params, "buffers": i.buffers, "macs": i.macs}
                    for i in report.layers],
@@ -112,8 +113,10 @@ def cmd_inspect(args) -> int:
     title = (f"{spec.variant}: input {render.shape_text(spec.input_shape)}, {spec.num_classes} classes, "
              f"aux {'on' if spec.aux_logits else 'off'}, minimum input "
              f"{report.min_input_size[0]}x{report.min_input_size[1]}")
+    pipeline = (f"preprocess: {spec.preprocess.describe()} ({spec.preprocess.source})\n" if spec.preprocess else
+                "preprocess: none declared (predict uses torchvision's ImageNet evaluation transform)\n")
     _write_output(render.render_table(title, ["layer", "op", "output (C, H, W)", "params", "buffers", "MACs"],
-                                      rows, args.format), None)
+                                      rows, args.format) + pipeline, None)
     return EXIT_OK
 
 

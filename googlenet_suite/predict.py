@@ -1,11 +1,14 @@
 """``googlenet-suite predict IMAGE... --weights FILE``: top-k ImageNet classes of images, in one framework or all
 side by side.
 
-Preprocessing is torchvision's ImageNet evaluation transform, in PIL and numpy: resize the shorter side to
-256 (bilinear), center crop 224, scale to [0, 1], normalise by ImageNet's mean and std. For a variant whose
-input is not 224 the same ratios apply (shorter side to round(size * 256 / 224), crop to the input size).
-torchvision's pretrained GoogLeNet expects ``transform_input`` on (``convert --transform-input`` records it
-in the weight file, and predict builds the spec the file names).
+Preprocessing follows the variant's input pipeline, declared in the spec (``preprocess``: resize, center crop,
+interpolation, value range, mean and std; :class:`shared_spec.Preprocess`), in Pillow and numpy, once for every
+framework: torchvision's 256 then 224 for googlenet, 342 then 299 for inception-v3, Keras's and the FID network's
+[-1, 1] at 299x299. A variant that declares none gets torchvision's ImageNet evaluation transform
+(:data:`shared_spec.IMAGENET_EVAL`). For an input size other than the variant's the same ratios apply (shorter
+side to round(size * 256 / 224), crop to the input size). torchvision's pretrained networks expect
+``transform_input`` on (``convert --transform-input`` records it in the weight file, and predict builds the spec
+the file names); a prediction notes when the pipeline says the weights want it and the network has it off.
 
 The 1000 class names (``imagenet_classes.txt``, one per line) are torchvision's ``_IMAGENET_CATEGORIES``.
 """
@@ -27,10 +30,8 @@ from shared_spec import weights as W
 
 from . import frameworks as fw_registry
 from . import render
+from .resize import resize_bilinear
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-RESIZE, CROP = 256, 224
 MAX_PIXELS = 100_000_000  # larger images are refused before they are decoded (PIL's bomb limit is 179M), and
 # so are images whose resized copy would be larger (an extreme aspect ratio: 1x100000 resizes to 256x25600000)
 
@@ -40,15 +41,15 @@ def class_names() -> list[str]:
     return text.splitlines()
 
 
-def resized_size(width: int, height: int, size: tuple[int, int]) -> tuple[int, int]:
-    """``(w, h)`` of torchvision's Resize: the shorter side to round(min(size) * 256 / 224), aspect kept."""
-    short = round(min(size) * RESIZE / CROP)
-    return (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
+def pipeline(spec: shared_spec.Spec) -> shared_spec.Preprocess:
+    """The input pipeline ``predict`` runs for ``spec``: the variant's own, else torchvision's ImageNet evaluation
+    transform, at the spec's input size."""
+    return spec.preprocess or shared_spec.IMAGENET_EVAL.at(spec.input_size)
 
 
-def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """One image as a float32 (3, H, W) array, preprocessed as torchvision's ImageNet evaluation transform.
-    Bounded before anything is allocated: the image's pixels and those of its resized copy."""
+def load_image(path: Path, recipe: shared_spec.Preprocess) -> np.ndarray:
+    """One image as a float32 (3, H, W) array, preprocessed as ``recipe`` says. Bounded before anything is
+    allocated: the image's pixels and those of its resized copy."""
     try:
         from PIL import Image
     except ModuleNotFoundError:
@@ -61,22 +62,45 @@ def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
             w, h = image.size
             if w * h > MAX_PIXELS:
                 raise InputError(f"{path}: {w}x{h} pixels, over the limit of {MAX_PIXELS}")
-            new = resized_size(w, h, size)
+            new = recipe.resized_size(w, h)
             if new[0] * new[1] > MAX_PIXELS:
                 raise InputError(f"{path}: {w}x{h} pixels resize to {new[0]}x{new[1]} (shorter side to "
                                  f"{min(new)}), over the limit of {MAX_PIXELS} pixels; crop the image first")
-            image = image.convert("RGB").resize(new, Image.BILINEAR)
-            height, width = size
-            left, top = int(round((new[0] - width) / 2.0)), int(round((new[1] - height) / 2.0))
-            image = image.crop((left, top, left + width, top + height))
-            pixels = np.asarray(image, dtype=np.float32) / 255.0
+            pixels = _resized(image.convert("RGB"), new, recipe)  # H x W x 3 in [0, 1]
     except InputError:
         raise
     except Exception as exc:  # the one boundary around Pillow: its decoders raise OSError, SyntaxError, ...
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise InputError(f"{path}: not an image Pillow can read: {first[:150]}") from None
-    pixels = (pixels - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1))  # 3 x H x W
+    pixels = _center_crop(pixels, *recipe.crop)
+    low, high = recipe.range
+    pixels = pixels * np.float32(high - low) + np.float32(low)
+    pixels = (pixels - np.asarray(recipe.mean, np.float32)) / np.asarray(recipe.std, np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)  # 3 x H x W
+
+
+def _resized(image, size: tuple[int, int], recipe: shared_spec.Preprocess) -> np.ndarray:
+    """``image`` (RGB) resized to ``size`` (w, h) as float32 H x W x 3 in [0, 1]: antialiased, by Pillow on the
+    8-bit image (torchvision's Resize on a PIL image); without, bilinear at half-pixel centres on the [0, 1] floats
+    (``F.interpolate(align_corners=False)`` on ``ToTensor``'s output), one channel at a time."""
+    from PIL import Image
+
+    if recipe.antialias:
+        resample = {"bilinear": Image.BILINEAR}[recipe.interpolation]
+        return np.asarray(image.resize(size, resample), dtype=np.float32) / np.float32(255)
+    rgb = np.asarray(image)
+    return np.stack([resize_bilinear(rgb[..., c].astype(np.float32) / np.float32(255), (size[1], size[0]))
+                     for c in range(3)], axis=-1)
+
+
+def _center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """torchvision's ``center_crop`` of an H x W x C array: zero padding first where the crop is larger than the
+    image (an input size that is not square: the shorter side is resized to fit the smaller crop side)."""
+    pad_h, pad_w = max(height - pixels.shape[0], 0), max(width - pixels.shape[1], 0)
+    if pad_h or pad_w:
+        pixels = np.pad(pixels, ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0)))
+    top, left = int(round((pixels.shape[0] - height) / 2.0)), int(round((pixels.shape[1] - width) / 2.0))
+    return pixels[top:top + height, left:left + width]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -108,7 +132,8 @@ def split_variant(inputs: Sequence[str], spec_file=None) -> tuple[list[str], str
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """The top-k of every image in every framework that ran (``top[image][framework]``: class, name,
-    probability), the frameworks left out, and how far the logits are from the first framework's."""
+    probability), the frameworks left out, how far the logits are from the first framework's, the input pipeline
+    the images went through and the notes on it."""
 
     spec: shared_spec.Spec
     weights: str
@@ -118,6 +143,8 @@ class Prediction:
     images: tuple[str, ...]
     top: tuple[Mapping[str, list[dict]], ...]
     max_abs_diff: Mapping[str, float] = field(default_factory=dict)
+    preprocess: shared_spec.Preprocess = shared_spec.IMAGENET_EVAL
+    notes: tuple[str, ...] = ()
 
     @property
     def top_identical(self) -> bool:
@@ -129,7 +156,8 @@ class Prediction:
         return {"variant": self.spec.variant, "weights": self.weights, "transform_input": self.spec.transform_input,
                 "frameworks": list(self.frameworks), "not_installed": dict(self.not_installed),
                 "images": [{"image": image, "top": dict(top)} for image, top in zip(self.images, self.top)],
-                "max_abs_diff": dict(self.max_abs_diff), "top_identical": self.top_identical}
+                "max_abs_diff": dict(self.max_abs_diff), "top_identical": self.top_identical,
+                "preprocess": self.preprocess.as_dict(), "notes": list(self.notes)}
 
 
 def predict(spec: shared_spec.Spec, *, images: Sequence[str | Path], weights: str | Path, framework: str = "torch",
@@ -150,7 +178,8 @@ def predict(spec: shared_spec.Spec, *, images: Sequence[str | Path], weights: st
                          f"{spec.in_channels} input channel{'s' if spec.in_channels != 1 else ''}; predict reads RGB "
                          f"images (3 channels): give weights of a 3-channel variant")
     arrays, _ = W.load_weights(weights, spec)  # keys, shapes and dtypes checked once, for every framework
-    x = np.stack([load_image(Path(path), spec.input_size) for path in images])  # every image before any model
+    recipe = pipeline(spec)
+    x = np.stack([load_image(Path(path), recipe) for path in images])  # every image before any model
     keys = list(fw_registry.FRAMEWORKS) if framework == "all" else [framework]
     logits, missing = {}, {}
     for key in fw_registry.import_order(keys):
@@ -176,7 +205,17 @@ def predict(spec: shared_spec.Spec, *, images: Sequence[str | Path], weights: st
             entry[key] = [{"class": int(c), "name": names[c], "probability": float(probs[c])} for c in order]
         tops.append(entry)
     diffs = {key: float(np.abs(logits[key] - logits[keys[0]]).max()) for key in keys[1:]}
-    return Prediction(spec, str(weights), k, tuple(keys), missing, tuple(map(str, images)), tuple(tops), diffs)
+    return Prediction(spec, str(weights), k, tuple(keys), missing, tuple(map(str, images)), tuple(tops), diffs,
+                      recipe, pipeline_notes(spec, recipe))
+
+
+def pipeline_notes(spec: shared_spec.Spec, recipe: shared_spec.Preprocess) -> tuple[str, ...]:
+    """What a reader of the top-k should know about the input: the weights the pipeline comes from run with
+    ``transform_input`` on and this network has it off (a file converted without ``--transform-input``)."""
+    if recipe.transform_input and spec.has_transform_input and not spec.transform_input:
+        return (f"note: {spec.variant}'s pipeline comes from weights that run with transform_input on "
+                f"({recipe.path}); this network has it off: convert with --transform-input, or pass it here",)
+    return ()
 
 
 def render_prediction(result: Prediction, fmt: str) -> str:
@@ -194,6 +233,8 @@ def render_prediction(result: Prediction, fmt: str) -> str:
         diffs = ", ".join(f"{key} {value:.2e}" for key, value in result.max_abs_diff.items())
         text.append(f"max abs diff of the logits vs {keys[0]}: {diffs}; top-{k} classes "
                     f"{'identical' if result.top_identical else 'DIFFER'} across {', '.join(keys)}\n")
+    text.append(f"preprocess: {result.preprocess.describe()}\n")
     for key, message in result.not_installed.items():
         text.append(f"{key}: {message}\n")
+    text.extend(f"{note}\n" for note in result.notes)
     return "".join(text)

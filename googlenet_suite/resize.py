@@ -33,9 +33,11 @@ def preprocess(x: np.ndarray, *, resize: int | None) -> np.ndarray:
     return out
 
 
-def resize_bilinear(x: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of the last two axes of a float32 array to ``size`` x ``size``, one axis at a time."""
-    return _resize_axis(_resize_axis(x, size, axis=-2), size, axis=-1)
+def resize_bilinear(x: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of the last two axes of a float32 array to ``size`` x ``size`` (or ``(H, W)``), one axis at
+    a time."""
+    height, width = (size, size) if isinstance(size, (int, np.integer)) else size
+    return _resize_axis(_resize_axis(x, height, axis=-2), width, axis=-1)
 
 
 def _resize_axis(x: np.ndarray, size: int, *, axis: int) -> np.ndarray:

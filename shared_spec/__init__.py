@@ -14,16 +14,17 @@ from .loader import MAX_MEMORY_BYTES, check_memory, default_variant, list_varian
 from .oracle import (Analysis, LayerInfo, MemoryEstimate, analyze, ceil_extra_padding, memory_estimate, min_input_size,
                      pool_output_size)
 from .resolver import MAX_LAYERS
-from .spec import (BUILTIN_SPEC, BUILTIN_SPECS, OVERRIDES, SCHEMA_FILE, AdaptiveAvgPool, Aux, BatchNorm, Branch,
-                   Concat, Conv, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, LRN, Pool, Spec, SpecError,
-                   TransformInput,
+from .spec import (BUILTIN_SPEC, BUILTIN_SPECS, IMAGENET_EVAL, OVERRIDES, SCHEMA_FILE, AdaptiveAvgPool, Aux, BatchNorm,
+                   Branch, Concat, Conv, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, LRN, Pool, Preprocess, Spec,
+                   SpecError, TransformInput,
                    is_buffer, with_bn_momentum)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveAvgPool", "Analysis", "Aux", "BUILTIN_SPEC", "BUILTIN_SPECS", "BatchNorm", "Branch", "Concat", "Conv",
-    "Dense", "Dropout", "Flatten", "GlobalAvgPool", "Init", "LRN", "Layer", "LayerInfo", "OVERRIDES", "Pool",
+    "Dense", "Dropout", "Flatten", "GlobalAvgPool", "IMAGENET_EVAL", "Init", "LRN", "Layer", "LayerInfo", "OVERRIDES",
+    "Pool", "Preprocess",
     "SCHEMA_FILE", "Spec", "SpecError", "TransformInput", "__version__", "analyze", "ceil_extra_padding",
     "default_variant", "is_buffer", "list_variants", "load", "min_input_size", "pool_output_size", "read_document",
     "with_bn_momentum",

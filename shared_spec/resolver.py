@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 from . import oracle
 from .jsonfile import MAX_DEPTH
 from .spec import (Aux, BatchNorm, Branch, Concat, Conv, Dense, Dropout, Flatten, GlobalAvgPool, AdaptiveAvgPool,
-                   Init, Layer, LRN, Pool, Spec, SpecError, TransformInput, _padding, _pair)
+                   Init, Layer, LRN, Pool, Preprocess, Spec, SpecError, TransformInput, _padding, _pair)
 
 MAX_LAYERS = 10_000  # layers after expanding blocks (a block used by a block used by ... grows fast)
 
@@ -105,6 +105,7 @@ class Resolver:
             overrides=o,
             transform_input=bool(transform),
             has_transform_input=declared is not None,
+            preprocess=self._preprocess(in_channels, input_size),
         )
         top = {layer.name for layer in spec.layers}
         for stage, last in stages:
@@ -131,6 +132,36 @@ class Resolver:
                            f"(the minimum is {low}x{low}): {message}")
             raise self.fail(where, message) from None
         return replace(spec, layers=layers)
+
+    def _preprocess(self, channels: int, size: tuple[int, int]) -> Preprocess | None:
+        """The variant's input pipeline, checked, and scaled from its crop to ``size`` (the input size); None
+        where it declares none, or where ``in_channels`` is overridden (the per-channel mean and std no longer
+        fit)."""
+        declared, v = self.v.get("preprocess"), self.v
+        if declared is None or channels != v["input"]["channels"]:
+            return None
+        loc = f"{self.vpath}.preprocess"
+        resize, crop = declared["resize"], tuple(_pair(declared["crop"]))
+        fits = (max(crop) <= resize if isinstance(resize, int) else all(c <= r for c, r in zip(crop, resize)))
+        if not fits:
+            after = f"shorter side {resize}" if isinstance(resize, int) else f"{resize[0]}x{resize[1]}"
+            raise self.fail(f"{loc}.crop", f"crop {crop[0]}x{crop[1]} is larger than the resized image ({after}, "
+                                           f"{loc}.resize)")
+        low, high = declared["range"]
+        if not low < high:
+            raise self.fail(f"{loc}.range", f"[{low}, {high}]: expected low < high")
+        for key in ("mean", "std"):
+            if len(declared[key]) != channels:
+                raise self.fail(f"{loc}.{key}", f"{len(declared[key])} values for {channels} input channels")
+        if declared.get("transform_input") and "transform_input" not in v:
+            raise self.fail(f"{loc}.transform_input", "true, but this variant declares no transform_input")
+        record = Preprocess(resize=resize if isinstance(resize, int) else tuple(resize), crop=crop,
+                            interpolation=declared["interpolation"], antialias=declared["antialias"],
+                            range=(float(low), float(high)), mean=tuple(map(float, declared["mean"])),
+                            std=tuple(map(float, declared["std"])),
+                            transform_input=declared.get("transform_input", False), source=declared["source"],
+                            notes=declared.get("notes", ""), path=loc)
+        return record.at(size)
 
     def _transform_input(self, declared: Mapping[str, Any], channels: int) -> TransformInput:
         """The variant's ``transform_input``, on: a first layer named ``transform_input``."""

@@ -189,6 +189,79 @@ CONTAINERS = (Concat, Aux)
 
 
 @dataclass(frozen=True, slots=True)
+class Preprocess:
+    """How an image file becomes the network's input, as the variant's published weights were evaluated: resize,
+    center crop, the value range the 0..255 pixels map onto, then ``(x - mean) / std`` per channel.
+
+    ``resize``: an int resizes the shorter side to it, keeping the aspect ratio; ``(H, W)`` resizes to exactly
+    that (torchvision's ``Resize`` convention). ``crop``: the center crop ``(H, W)``, the network's input size.
+    ``antialias``: True resizes as Pillow does (what torchvision's ``Resize`` does to a PIL image: a filter that
+    widens when shrinking); False samples bilinearly at half-pixel centres without one (``F.interpolate(...,
+    align_corners=False)``, OpenCV's ``INTER_LINEAR``). ``transform_input``: the published weights run with the
+    variant's ``transform_input`` on (torchvision's ``googlenet``/``inception_v3`` with weights)."""
+
+    resize: int | tuple[int, int]
+    crop: tuple[int, int]
+    interpolation: str  # "bilinear"
+    antialias: bool
+    range: tuple[float, float]  # pixel 0 maps to range[0], 255 to range[1], linearly
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    transform_input: bool
+    source: str
+    notes: str = ""
+    path: str = field(compare=False, default="")
+
+    def at(self, size: tuple[int, int]) -> "Preprocess":
+        """The same recipe for an input of ``size`` (H, W): the crop becomes ``size`` and the resize keeps its
+        ratio to the crop (torchvision's 256 for 224 is round(64 * 256 / 224) = 73 for 64)."""
+        if tuple(size) == self.crop:
+            return self
+        if isinstance(self.resize, int):
+            resize = round(min(size) * self.resize / min(self.crop))
+        else:
+            resize = tuple(round(s * r / c) for s, r, c in zip(size, self.resize, self.crop))
+        return replace(self, resize=resize, crop=tuple(size))
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(w, h)`` of an image of ``width`` x ``height`` after the resize."""
+        if not isinstance(self.resize, int):
+            return (self.resize[1], self.resize[0])
+        short = self.resize
+        return (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The recipe as JSON-ready values (the spec's keys; ``resize`` an int or [H, W], ``crop`` [H, W])."""
+        return {"resize": self.resize if isinstance(self.resize, int) else list(self.resize), "crop": list(self.crop),
+                "interpolation": self.interpolation, "antialias": self.antialias, "range": list(self.range),
+                "mean": list(self.mean), "std": list(self.std), "transform_input": self.transform_input,
+                "source": self.source, "notes": self.notes}
+
+    def describe(self) -> str:
+        """One line: ``shorter side to 342, center crop 299x299, bilinear (antialiased), [0, 1], mean (...), ...``."""
+        resize = (f"shorter side to {self.resize}" if isinstance(self.resize, int)
+                  else f"resize to {self.resize[0]}x{self.resize[1]}")
+        crop = "" if self.crop == self.resize else f", center crop {self.crop[0]}x{self.crop[1]}"
+        norm = "" if set(self.mean) == {0.0} and set(self.std) == {1.0} else \
+            f", mean {_numbers(self.mean)} std {_numbers(self.std)}"
+        return (f"{resize}{crop}, {self.interpolation} ({'antialiased' if self.antialias else 'no antialias'}), "
+                f"range [{self.range[0]:g}, {self.range[1]:g}]{norm}"
+                f"{'; the weights run with transform_input on' if self.transform_input else ''}")
+
+
+#: torchvision's ImageNet evaluation transform (``ImageClassification``'s defaults: resize 256, crop 224, bilinear,
+#: antialias, ImageNet mean/std): what ``predict`` does for a 3-channel variant that declares no pipeline
+IMAGENET_EVAL = Preprocess(resize=256, crop=(224, 224), interpolation="bilinear", antialias=True, range=(0.0, 1.0),
+                           mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), transform_input=False,
+                           source="torchvision's ImageNet evaluation transform (ImageClassification's defaults), the "
+                                  "suite's default for a variant that declares no preprocess")
+
+
+def _numbers(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+
+@dataclass(frozen=True, slots=True)
 class Init:
     weight: str  # "trunc_normal" | "xavier_uniform"
     std: float = 0.0
@@ -217,6 +290,7 @@ class Spec:
     overrides: Mapping[str, Any]
     transform_input: bool = False  # the variant's transform_input layer is on (torchvision's flag)
     has_transform_input: bool = False  # the variant defines one (whether or not it is on)
+    preprocess: Preprocess | None = None  # the variant's input pipeline at input_size (None: none declared)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -281,6 +281,7 @@ def _tiny_spec(tmp_path, builtin_doc):
                        layers=[{"name": "conv1", "op": "conv", "out": 4, "kernel": 3, "padding": 1},
                                {"name": "avgpool", "op": "global_avgpool"}, {"name": "flatten", "op": "flatten"},
                                {"name": "fc", "op": "dense", "in": 4, "out": "$num_classes"}])
+        variant.pop("preprocess")  # d2l's is for one channel
         doc["variants"] = {"tiny": variant}
         doc["default_variant"] = "tiny"
     return spec_file(tmp_path, builtin_doc, tiny, name="tiny.json")
@@ -304,9 +305,10 @@ def test_predict_bounds_the_resized_image_before_allocating(capsys, tmp_path, bu
     weights = _tiny_weights(tmp_path, spec_path)
     image = tmp_path / "thin.png"
     Image.new("RGB", (100_000, 1)).save(image)
+    import shared_spec
     from googlenet_suite import predict
 
-    w, h = predict.resized_size(100_000, 1, (224, 224))
+    w, h = predict.pipeline(shared_spec.load("googlenet")).resized_size(100_000, 1)
     assert (w, h) == (25_600_000, 256) and w * h > predict.MAX_PIXELS
     bad(capsys, tmp_path, ["predict", image, "--weights", weights, "--spec", spec_path, "--input-size", 224, 224,
                            "--framework", "onnx", "--output", tmp_path / "out" / "p.txt"],

@@ -46,9 +46,9 @@ def test_preprocessing_is_torchvisions_evaluation_transform(tmp_path):
     Image = pytest.importorskip("PIL.Image")
     path = tmp_path / "flat.png"
     Image.new("RGB", (300, 200), (255, 128, 0)).save(path)
-    x = predict.load_image(path, (224, 224))
-    want = (np.array([255, 128, 0], np.float32) / 255 - np.array(predict.MEAN, np.float32)) / np.array(predict.STD,
-                                                                                                      np.float32)
+    x = predict.load_image(path, predict.pipeline(shared_spec.load("googlenet")))
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    want = (np.array([255, 128, 0], np.float32) / 255 - mean) / std
     assert x.shape == (3, 224, 224) and np.allclose(x, want.reshape(3, 1, 1), atol=1e-6)
 
 
