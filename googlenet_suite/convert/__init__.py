@@ -200,10 +200,12 @@ class Converted:
 
 
 def _with_aux(spec: shared_spec.Spec, given: shared_spec.Spec | None, source: shared_spec.Spec):
-    """The source variant with its aux head on, when ``spec`` has one off (a file that holds it converts)."""
-    if given is None or source is spec:
+    """The source variant with its aux head on, when it has one off: a file that holds the head converts."""
+    if source is spec:
         return given
-    return networks.like(source.variant, given) if source.has_aux else None
+    if not source.has_aux or source.aux_logits:
+        return None
+    return shared_spec.load(source.variant, **{**source.overrides, "aux_logits": True})
 
 
 def convert(spec: shared_spec.Spec, *, src: str | Path, output: str | Path, from_format: str, to_format: str,
