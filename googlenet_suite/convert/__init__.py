@@ -205,7 +205,8 @@ def _with_aux(spec: shared_spec.Spec, given: shared_spec.Spec | None, source: sh
         return given
     if not source.has_aux or source.aux_logits:
         return None
-    return shared_spec.load(source.variant, **{**source.overrides, "aux_logits": True})
+    overrides = {k: v for k, v in source.overrides.items() if k != "input_size"}  # the aux head needs 299x299
+    return shared_spec.load(source.variant, **{**overrides, "aux_logits": True})
 
 
 def convert(spec: shared_spec.Spec, *, src: str | Path, output: str | Path, from_format: str, to_format: str,
