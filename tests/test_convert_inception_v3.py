@@ -380,7 +380,7 @@ def test_torchvisions_weights_into_keras_only_when_asked_and_gamma_folds_exactly
     out = tmp_path / "out" / "k.safetensors"
     argv = ["convert", tv["path"], "inception-v3-keras", "--from", "torchvision", "--to", "suite", "--output", out,
             *SMALL]
-    bad(capsys, tmp_path, argv, "torchvision's inception_v3", "convert with variant 'inception-v3'")
+    bad(capsys, tmp_path, argv, "weights of torchvision's inception_v3", "convert with variant 'inception-v3'")
     err = run(capsys, [*argv, "--allow-mismatch"])
     assert "gamma folded" in err and "do not count the padding" in err, err
     spec = shared_spec.load("inception-v3-keras", input_size=(SIZE, SIZE))

@@ -136,12 +136,12 @@ def _refusal(option: str, fmt: str, held: str, comparison: networks.Comparison, 
     """One line: which network the format's file holds, what the variant asked for computes otherwise, the fit."""
     label = networks.LABELS[held]
     if theirs_first:  # reading: the file holds ``held``; the variant asked for is the comparison's target
-        head = (f"{option} {fmt}: the file is {label}'s weights (variant {held!r}); variant "
+        head = (f"{option} {fmt}: the file holds the weights of {label} (variant {held!r}); variant "
                 f"{comparison.target!r} computes something else with them")
         fit = f"convert with variant {held!r}"
     else:
-        head = (f"{option} {fmt}: {label} is variant {held!r}; variant {comparison.source!r}'s weights compute "
-                f"something else there")
+        head = (f"{option} {fmt}: {label} is variant {held!r}; the weights of variant {comparison.source!r} "
+                f"compute something else there")
         fit = f"the variant that fits it: {held!r}"
     return f"{head}: {'; '.join(comparison.differs)}; {fit}, or pass --allow-mismatch"
 

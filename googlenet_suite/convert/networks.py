@@ -80,7 +80,8 @@ def _describe(layer) -> str:
     if isinstance(layer, Pool):
         kind = "max" if layer.op == "maxpool" else "average"
         (kh, kw), (sh, _), pad = layer.kernel, layer.stride, layer.padding[0]
-        return f"a {kh}x{kw}/{sh}/{pad} {kind} pool"
+        article = "an" if str(kh).startswith(("8", "11", "18")) else "a"  # "an 8x8", "an 11x11"
+        return f"{article} {kh}x{kw}/{sh}/{pad} {kind} pool"
     if isinstance(layer, GlobalAvgPool):
         return "a global average pool"
     if layer is None:
