@@ -478,3 +478,11 @@ def test_torchvisions_network_into_the_model_zoo_is_the_same_at_299_with_a_note(
                        "--output", tmp_path / "zoo.params"])
     notes = [line for line in err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "the same at 299x299" in notes[0] and "8x8" in notes[0], err
+
+
+@pytest.mark.torch
+def test_an_inception_v3_file_read_as_googlenet_says_which_it_is(tv, tmp_path, capsys):
+    bad(capsys, tmp_path, ["convert", tv["path"], "--from", "torchvision", "--to", "suite",
+                           "--output", tmp_path / "out" / "w.safetensors"],
+        "not a torchvision GoogLeNet checkpoint for variant 'googlenet'", "the file holds Inception v3 weights",
+        "e.g. inception-v3")

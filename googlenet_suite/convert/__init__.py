@@ -30,6 +30,7 @@ from .networks import family
 
 FORMATS = ("suite", "torchvision", "gluoncv", "keras")
 FAMILY_LABELS = {"googlenet": "GoogLeNet", "inception-v3": "Inception v3"}
+FAMILY_DEFAULTS = {"googlenet": "googlenet", "inception-v3": "inception-v3"}  # a variant of each, for hints
 GLUONCV_VARIANT = gluoncv.VARIANTS["googlenet"]  # GluonCV's model zoo network, in the built-in spec
 KERAS_VARIANT = networks.LIBRARY["keras"][0]  # the keras format's network, the default variant for it
 TRACKED = torchvision.TRACKED
@@ -75,7 +76,8 @@ def _check_arrays(path, found: Arrays, spec: shared_spec.Spec, fam: str) -> dict
         first = next(iter(mapped.values()))
         raise W.WeightsError(f"{path}: not a {what} checkpoint for variant {spec.variant!r}: "
                              f"{len(mapped) - len(present)} of its {len(mapped)} keys are missing (no {first!r})"
-                             + (f"; the file has e.g. {short(strangers[0])}" if strangers else ""))
+                             + (_other_family(found, fam) or
+                                (f"; the file has e.g. {short(strangers[0])}" if strangers else "")))
     for key, name in mapped.items():
         if name not in arrays:
             raise W.WeightsError(f"{path}: missing key {name!r} (expected shape {shapes[key]}) for variant "
@@ -96,6 +98,17 @@ def _check_arrays(path, found: Arrays, spec: shared_spec.Spec, fam: str) -> dict
             raise W.WeightsError(f"{path}: key {name!r} has dtype {value.dtype}; expected float32")
         out[key] = value
     return out
+
+
+def _other_family(found: Arrays, fam: str) -> str:
+    """'; the file holds Inception v3 weights: ...' when most of another family's names are there."""
+    for other, variant in FAMILY_DEFAULTS.items():
+        if other == fam or found.naming == "keras":
+            continue
+        theirs = set(names(found.naming, shared_spec.load(variant, aux_logits=True), other).values())
+        if len(theirs & set(found.arrays)) >= len(theirs) / 2:
+            return f"; the file holds {FAMILY_LABELS[other]} weights: name its variant (e.g. {variant})"
+    return ""
 
 
 def _expected(found: Arrays, spec: shared_spec.Spec, fam: str) -> set[str]:
