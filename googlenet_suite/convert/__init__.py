@@ -145,48 +145,59 @@ def _file_classes(found: Arrays, spec: shared_spec.Spec, fam: str) -> int | None
     return int(value.shape[0]) if value is not None and np.ndim(value) == 2 else None
 
 
-def _refusal(option: str, fmt: str, held: str, comparison: networks.Comparison, theirs_first: bool) -> str:
-    """One line: which network the format's file holds, what the variant asked for computes otherwise, the fit."""
-    label = networks.LABELS[held]
-    if theirs_first:  # reading: the file holds ``held``; the variant asked for is the comparison's target
-        head = (f"{option} {fmt}: the file holds the weights of {label} (variant {held!r}); variant "
-                f"{comparison.target!r} computes something else with them")
-        fit = f"convert with variant {held!r}"
-    else:
-        head = (f"{option} {fmt}: {label} is variant {held!r}; the weights of variant {comparison.source!r} "
-                f"compute something else there")
-        fit = f"the variant that fits it: {held!r}"
-    return f"{head}: {'; '.join(comparison.differs)}; {fit}, or pass --allow-mismatch"
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """One end of a conversion in a library's format: the variant its file holds (``held``) and how the variant
+    converted for compares with it (``reading``: the file is the source, so ``held`` is the comparison's source)."""
+
+    option: str
+    fmt: str
+    held: str
+    comparison: networks.Comparison
+    reading: bool
+
+    def refusal(self) -> str:
+        """One line: the network the file holds, what the variant asked for computes otherwise, the fit."""
+        label, c = networks.LABELS[self.held], self.comparison
+        if self.reading:
+            head = (f"{self.option} {self.fmt}: the file holds the weights of {label} (variant {self.held!r}); "
+                    f"variant {c.target!r} computes something else with them")
+            fit = f"convert with variant {self.held!r}"
+        else:
+            head = (f"{self.option} {self.fmt}: {label} is variant {self.held!r}; the weights of variant "
+                    f"{c.source!r} compute something else there")
+            fit = f"the variant that fits it: {self.held!r}"
+        return f"{head}: {'; '.join(c.differs)}; {fit}, or pass --allow-mismatch"
 
 
-def _networks(found: Arrays | None, from_format: str, to_format: str, spec: shared_spec.Spec, fam: str,
-              allow: bool, notes: list[str]) -> tuple[shared_spec.Spec, shared_spec.Spec]:
+def _networks(found: Arrays, from_format: str, to_format: str, spec: shared_spec.Spec, fam: str, allow: bool,
+              notes: list[str]) -> tuple[shared_spec.Spec, shared_spec.Spec]:
     """(the variant the source file holds, the variant the written file will hold). For Inception v3, each
     library's file is its own network's: one that computes something else than ``spec`` is refused (one line,
     the variant that fits named) unless ``allow``; then the notes say what differs."""
     if fam != "inception-v3":
         return spec, spec
     source = target = spec
-    checks = []
+    sides = []
     if from_format in networks.LIBRARY:
         held = networks.file_variant(from_format, _file_classes(found, spec, fam))
         source = spec if held == spec.variant else networks.like(held, spec)
-        checks.append((networks.compare(source, spec), "--from", from_format, held, True))
+        sides.append(_Side("--from", from_format, held, networks.compare(source, spec), reading=True))
     if to_format in networks.LIBRARY:
         held = networks.library_variant(to_format, spec)
         target = spec if held == spec.variant else networks.like(held, spec)
-        checks.append((networks.compare(spec, target), "--to", to_format, held, False))
+        sides.append(_Side("--to", to_format, held, networks.compare(spec, target), reading=False))
     for end, option, fmt in ((source, "--from", from_format), (target, "--to", to_format)):
         if spec.aux_logits and not end.has_aux:
             raise InputError(f"{option} {fmt}: {networks.LABELS[end.variant]} has no aux head; convert without --aux")
-    for comparison, option, fmt, held, reading in checks:
-        notes.extend(f"note: {text}" for text in comparison.same_here)
-        if not comparison.differs:
-            continue
-        if not allow:
-            raise InputError(_refusal(option, fmt, held, comparison, reading))
-        notes.append(f"note: --allow-mismatch: {comparison.target} computes something else than "
-                     f"{comparison.source} with these weights: {'; '.join(comparison.differs)}")
+    for side in sides:
+        c = side.comparison
+        notes.extend(f"note: {text}" for text in c.same_here)
+        if c.differs and not allow:
+            raise InputError(side.refusal())
+        if c.differs:
+            notes.append(f"note: --allow-mismatch: {c.target} computes something else than {c.source} with these "
+                         f"weights: {'; '.join(c.differs)}")
     return source, target
 
 
