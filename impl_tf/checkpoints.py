@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -52,9 +53,11 @@ def _neutral(role: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
-def _first_line(exc: Exception) -> str:
+def _reason(exc: Exception) -> str:
+    """Keras's message in one line (its first two: 'A total of 1 objects could not be loaded. Example error
+    message for object <Conv2D ...>:' and the example itself)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {' '.join(lines[:2])[:240]}" if lines else type(exc).__name__
 
 
 def read_inception_v3(path: str | os.PathLike, *, num_classes: int) -> tuple[dict[str, np.ndarray], dict]:
@@ -68,10 +71,12 @@ def read_inception_v3(path: str | os.PathLike, *, num_classes: int) -> tuple[dic
         raise WeightsError(f"{path}: not an HDF5 file (Keras weights files are HDF5)")
     model = application(num_classes)
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():  # Keras warns about each part it skips, then raises: the error says it
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
     except Exception as exc:  # ValueError (counts, shapes), KeyError/OSError (layout): one line, the file named
-        raise WeightsError(f"{path}: not a weights file of keras.applications.InceptionV3 with {num_classes} "
-                           f"classes and its top (include_top=True): {_first_line(exc)}") from None
+        raise WeightsError(f"{path}: not keras.applications.InceptionV3's weights ({num_classes} classes, "
+                           f"include_top): {_reason(exc)}") from None
     values = {p["name"]: _neutral(p["role"], keras.ops.convert_to_numpy(p["_var"]))
               for p in adapter.parameters(model)}
     return values, layout(model)

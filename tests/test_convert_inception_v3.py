@@ -363,7 +363,16 @@ def test_bad_keras_files_are_one_line(keras_app, tmp_path, capsys):
                            "--output", tmp_path / "out" / "w.safetensors"], str(text), "not an HDF5 file")
     bad(capsys, tmp_path, ["convert", keras_app["files"]["keras2"], "--num-classes", 10, "--from", "keras", "--to",
                            "suite", "--output", tmp_path / "out" / "w.safetensors"],
-        "inception_v3_weights_tf_dim_ordering_tf_kernels.h5", "with 10 classes")
+        "inception_v3_weights_tf_dim_ordering_tf_kernels.h5", "(10 classes")
+    import h5py  # a Keras 3 file that lost one layer: Keras warns about the layer it skips, then raises
+
+    short = tmp_path / "short.weights.h5"
+    with h5py.File(keras_app["files"]["keras3"]) as source, h5py.File(short, "w") as handle:
+        for key in source:
+            source.copy(source[key], handle, key)
+        del handle["layers"]["conv2d_5"]
+    bad(capsys, tmp_path, ["convert", short, "--from", "keras", "--to", "suite",
+                           "--output", tmp_path / "out" / "w.safetensors"], str(short), "could not be loaded")
 
 
 @pytest.mark.cross
