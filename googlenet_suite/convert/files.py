@@ -40,16 +40,19 @@ class Arrays:
     layout: dict | None = field(default=None, compare=False)
 
 
+#: naming -> (spec, family, a Keras model's layout) -> suite weight key -> the file's name for it
+NAMES: dict[str, Callable[[shared_spec.Spec, str, dict | None], dict[str, str]]] = {
+    "suite": lambda spec, family, layout: {key: key for key in spec.weight_shapes()},
+    "torchvision": lambda spec, family, layout: torchvision.names(spec, family),
+    "gluoncv": lambda spec, family, layout: gluoncv.names(spec, family),
+    "gluoncv-blocks": lambda spec, family, layout: gluoncv.block_names(spec, family),
+    "keras": lambda spec, family, layout: keras.names(spec, layout),
+}
+
+
 def names(naming: str, spec: shared_spec.Spec, family: str, layout: dict | None = None) -> dict[str, str]:
     """Suite weight key -> the name a file of ``naming`` gives it."""
-    table: dict[str, Callable[[], dict[str, str]]] = {
-        "suite": lambda: {key: key for key in spec.weight_shapes()},
-        "torchvision": lambda: torchvision.names(spec, family),
-        "gluoncv": lambda: gluoncv.names(spec, family),
-        "gluoncv-blocks": lambda: gluoncv.block_names(spec, family),
-        "keras": lambda: keras.names(spec, layout),
-    }
-    return table[naming]()
+    return NAMES[naming](spec, family, layout)
 
 
 def framework(key: str, fmt: str):
