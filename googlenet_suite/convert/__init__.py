@@ -250,7 +250,7 @@ def convert(spec: shared_spec.Spec, *, src: str | Path, output: str | Path, from
     if "keras" in (from_format, to_format) and fam != "inception-v3":
         option = "--from" if from_format == "keras" else "--to"
         raise InputError(f"{option} keras: keras.applications has no {FAMILY_LABELS[fam]}; the keras format holds "
-                         f"keras.applications.InceptionV3 (variant 'inception-v3-keras')")
+                         f"keras.applications.InceptionV3 (variant {KERAS_VARIANT!r})")
     if fam == "googlenet" and "gluoncv" in (from_format, to_format):
         check_gluoncv(spec, "--to gluoncv" if to_format == "gluoncv" else "--from gluoncv")
     notes: list[str] = []
