@@ -184,14 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     _ci_options(p)
     p.set_defaults(func=commands.cmd_check)
     sub._parser_class = _IntermixedParser  # SRC and VARIANT on either side of the options
-    p = sub.add_parser("convert", help="weights between the suite's format, torchvision's state_dict and GluonCV's "
-                                       ".params", parents=[spec])
+    p = sub.add_parser("convert", help="weights between the suite's format, torchvision's state_dict, GluonCV's / "
+                                       "MXNet's .params and Keras's InceptionV3 weights", parents=[spec])
     sub._parser_class = _Parser
     p.add_argument("src", metavar="SRC", help="the weight file to convert")
-    p.add_argument("variant", nargs="?", help="variant name (default: the spec's default variant)")
-    p.add_argument("--from", dest="from_format", required=True, choices=("torchvision", "gluoncv", "suite"))
-    p.add_argument("--to", dest="to_format", required=True, choices=("suite", "torchvision", "gluoncv"))
+    p.add_argument("variant", nargs="?", help="variant name (default: the spec's default variant; "
+                                              "inception-v3-keras for the keras format)")
+    p.add_argument("--from", dest="from_format", required=True, choices=("torchvision", "gluoncv", "keras", "suite"))
+    p.add_argument("--to", dest="to_format", required=True, choices=("suite", "torchvision", "gluoncv", "keras"))
     p.add_argument("--output", required=True, metavar="FILE")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="convert Inception v3 weights into a network that computes something else (the notes say what)")
     p.set_defaults(func=commands.cmd_convert)
 
     sub._parser_class = _IntermixedParser

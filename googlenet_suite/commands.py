@@ -234,10 +234,13 @@ def cmd_predict(args) -> int:
 def cmd_convert(args) -> int:
     from . import convert
 
-    spec = _load(args.variant, args)
-    with_aux = _load(args.variant, args, aux_logits=True) if spec.has_aux and not spec.aux_logits else None
+    keras = "keras" in (args.from_format, args.to_format) and not args.spec
+    variant = args.variant or (convert.KERAS_VARIANT if keras else None)
+    spec = _load(variant, args)
+    # the weights do not depend on the input size; Inception v3's aux head needs 299x299 (--input-size 75 75)
+    with_aux = _load(variant, args, aux_logits=True, input_size=None) if spec.has_aux and not spec.aux_logits else None
     done = convert.convert(spec, src=args.src, output=args.output, from_format=args.from_format,
-                           to_format=args.to_format, spec_with_aux=with_aux)
+                           to_format=args.to_format, spec_with_aux=with_aux, allow_mismatch=args.allow_mismatch)
     print("\n".join([*done.notes, done.summary()]), file=sys.stderr)
     return EXIT_OK
 

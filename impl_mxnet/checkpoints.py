@@ -1,6 +1,6 @@
 """GluonCV-format parameter files: ``mx.nd.save`` / ``mx.nd.load`` of a dict of names to NDArrays (what
 ``net.save_parameters`` of an MXNet 1.x model zoo network writes in its legacy, name-keyed form). numpy in,
-numpy out: the key mapping is framework-free (``googlenet_suite/convert.py``).
+numpy out: the key mapping is framework-free (``googlenet_suite/convert/``).
 
 Every bad file is a one-line :class:`shared_spec.weights.WeightsError` naming the file (and the key). The file's
 layout is read and checked in Python before MXNet sees it (:func:`read_layout`): MXNet's own loader trusts

@@ -1,6 +1,6 @@
 """torchvision-format checkpoints: a plain ``state_dict`` written by ``torch.save``, read back only with
 ``torch.load(weights_only=True)`` (no code runs on load). numpy in, numpy out: the key mapping to the suite's
-names is framework-free (``googlenet_suite/convert.py``).
+names is framework-free (``googlenet_suite/convert/``).
 
 Every bad file is a one-line :class:`shared_spec.weights.WeightsError` naming the file (and the key).
 """

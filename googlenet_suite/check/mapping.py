@@ -104,6 +104,12 @@ def user_units(params: list[Param]) -> list[Unit]:
     return units
 
 
+def _bn_roles(su: Unit) -> list[str]:
+    """The BatchNorm tensors a spec conv unit has: no gamma where its BatchNorm has no scale (Keras's scale=False)."""
+    roles = ("gamma", "beta", "running_mean", "running_var")
+    return [role for role in roles if f"bn.{role}" in su.tensors] if su.kind == "conv" else []
+
+
 def _pair(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tuple[dict, list[str], Mismatch | None]:
     """One spec unit onto one of the user's conv/dense units (and the BatchNorm that follows it)."""
     key0, shape0 = next(iter(su.tensors.values()))
@@ -135,12 +141,13 @@ def _pair(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tuple[di
     elif "bias" in theirs:
         mapping[f"!zero:{theirs['bias'][0]}"] = theirs["bias"][0]
         notes.append(f"{theirs['bias'][0]}: set to zero (the spec's {su.name} has no bias)")
-    if su.kind == "conv" and "bn.gamma" in su.tensors:
-        key, shape = su.tensors["bn.gamma"]
+    roles = _bn_roles(su)
+    if roles:
+        key, shape = su.tensors[f"bn.{roles[0]}"]
         if bn is None:
             return {}, [], Mismatch(f"spec key {key!r} found no counterpart (no BatchNorm after {conv.name!r})",
                                     key, shape)
-        for role in ("gamma", "beta", "running_mean", "running_var"):
+        for role in roles:
             key, shape = su.tensors[f"bn.{role}"]
             if f"bn.{role}" not in bn.tensors or bn.tensors[f"bn.{role}"][1] != shape:
                 return {}, [], Mismatch(f"spec key {key!r} {shape} found no counterpart in {bn.name!r}", key, shape)
@@ -184,7 +191,7 @@ def _align(spec_list: list[Unit], units: list[Unit], spec_values) -> tuple[dict,
         got, more, mismatch = _pair(su, conv, bn, spec_values)
         if mismatch:
             return mapping, notes, mismatch
-        if bn is not None and not (su.kind == "conv" and "bn.gamma" in su.tensors):
+        if bn is not None and not _bn_roles(su):
             return mapping, notes, Mismatch(f"left over of yours: {bn.name!r} (the spec's {su.name} has no "
                                             f"BatchNorm)", name=bn.name)
         mapping.update(got)
