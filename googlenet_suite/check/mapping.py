@@ -19,6 +19,7 @@ import numpy as np
 import shared_spec
 from shared_spec.spec import Conv, Dense
 
+from .traps import in_parameters
 from .user_code import MappingError, Rule, expand
 
 
@@ -39,6 +40,18 @@ class Unit:
     name: str
     kind: str  # "conv" | "dense" | "bn" (a user's BatchNorm module on its own)
     tensors: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # role -> (key or name, shape)
+    layer: object = None  # the spec's layer (a spec unit)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A trap seen in the user's parameters (a BatchNorm with a gamma the spec has not, or without the one it has):
+    the tensors that fit are loaded and the check goes on; the result names it."""
+
+    trap: str
+    detail: str
+    layer: str  # the spec's
+    module: str  # the user's
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,7 @@ class Mapping:
     keys: dict[str, str]
     notes: tuple[str, ...] = ()
     mismatch: Mismatch | None = None
+    found: tuple[Found, ...] = ()
 
 
 def spec_units(spec: shared_spec.Spec, *, aux_last: bool = False) -> list[Unit]:
@@ -82,11 +96,11 @@ def spec_units(spec: shared_spec.Spec, *, aux_last: bool = False) -> list[Unit]:
             prefixes = (f"{layer.name}.conv.", f"{layer.name}.bn.")
             tensors = {key[len(layer.name) + 1:]: (key, shape) for key, shape in shapes.items()
                        if key.startswith(prefixes)}
-            units.append(Unit(layer.name, "conv", tensors))
+            units.append(Unit(layer.name, "conv", tensors, layer))
         elif isinstance(layer, Dense):
             tensors = {role: (f"{layer.name}.{role}", shapes[f"{layer.name}.{role}"]) for role in ("weight", "bias")
                        if f"{layer.name}.{role}" in shapes}
-            units.append(Unit(layer.name, "dense", tensors))
+            units.append(Unit(layer.name, "dense", tensors, layer))
     if aux_last:
         units.sort(key=lambda unit: unit.name in aux)
     return units
@@ -135,17 +149,42 @@ def _pair(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tuple[di
     elif "bias" in theirs:
         mapping[f"!zero:{theirs['bias'][0]}"] = theirs["bias"][0]
         notes.append(f"{theirs['bias'][0]}: set to zero (the spec's {su.name} has no bias)")
-    if su.kind == "conv" and "bn.gamma" in su.tensors:
-        key, shape = su.tensors["bn.gamma"]
+    ours = [role for role in su.tensors if role.startswith("bn.")]
+    if su.kind == "conv" and ours:
         if bn is None:
+            key, shape = su.tensors[ours[0]]
             return {}, [], Mismatch(f"spec key {key!r} found no counterpart (no BatchNorm after {conv.name!r})",
                                     key, shape)
-        for role in ("gamma", "beta", "running_mean", "running_var"):
-            key, shape = su.tensors[f"bn.{role}"]
-            if f"bn.{role}" not in bn.tensors or bn.tensors[f"bn.{role}"][1] != shape:
-                return {}, [], Mismatch(f"spec key {key!r} {shape} found no counterpart in {bn.name!r}", key, shape)
-            mapping[key] = bn.tensors[f"bn.{role}"][0]
+        got, more, mismatch = _pair_bn(su, ours, bn, spec_values)
+        if mismatch:
+            return {}, [], mismatch
+        mapping.update(got)
+        notes += more
     return mapping, notes, None
+
+
+def _pair_bn(su: Unit, ours: list[str], bn: Unit, spec_values) -> tuple[dict, list, Mismatch | None]:
+    """A spec unit's BatchNorm tensors onto the user's BatchNorm. Where the two differ by a trap of
+    :func:`.traps.in_parameters` (a gamma one has and the other lacks), what fits is loaded, a gamma the spec lacks
+    is set to one (the spec's BatchNorm scales by one), and a :class:`Found` says so."""
+    mapping, more = {}, []
+    if set(ours) != set(bn.tensors):
+        trap = in_parameters(su.layer, set(bn.tensors)) if su.layer is not None else None
+        if trap is None:
+            role = next((r for r in ours if r not in bn.tensors), ours[0])
+            key, shape = su.tensors[role]
+            return {}, [], Mismatch(f"spec key {key!r} {shape} found no counterpart in {bn.name!r}", key, shape)
+        more.append(Found(trap.name, trap.say(su.layer, None), su.name, bn.name))
+        for role in set(bn.tensors) - set(ours):
+            mapping[f"!one:{bn.tensors[role][0]}"] = bn.tensors[role][0]
+    for role in ours:
+        key, shape = su.tensors[role]
+        if role not in bn.tensors:
+            continue  # (a gamma the user's BatchNorm lacks: reported by the trap above)
+        if bn.tensors[role][1] != shape:
+            return {}, [], Mismatch(f"spec key {key!r} {shape} found no counterpart in {bn.name!r}", key, shape)
+        mapping[key] = bn.tensors[role][0]
+    return mapping, more, None
 
 
 def _with_bn(units: list[Unit]) -> list[tuple[Unit, Unit | None]]:
@@ -184,7 +223,7 @@ def _align(spec_list: list[Unit], units: list[Unit], spec_values) -> tuple[dict,
         got, more, mismatch = _pair(su, conv, bn, spec_values)
         if mismatch:
             return mapping, notes, mismatch
-        if bn is not None and not (su.kind == "conv" and "bn.gamma" in su.tensors):
+        if bn is not None and not (su.kind == "conv" and any(r.startswith("bn.") for r in su.tensors)):
             return mapping, notes, Mismatch(f"left over of yours: {bn.name!r} (the spec's {su.name} has no "
                                             f"BatchNorm)", name=bn.name)
         mapping.update(got)
@@ -254,7 +293,7 @@ def map_weights(spec: shared_spec.Spec, params: list[Param], values: dict, *, ru
     for unit in spec_units(spec, aux_last=aux_last):
         rest = {role: v for role, v in unit.tensors.items() if v[0] not in mapping}
         if rest:
-            spec_list.append(Unit(unit.name, unit.kind, rest))
+            spec_list.append(Unit(unit.name, unit.kind, rest, unit.layer))
     taken = set(mapping.values())
     units = user_units([p for p in params if p.name not in taken])
     got, notes, mismatch = _align(spec_list, units, values)
@@ -266,7 +305,9 @@ def map_weights(spec: shared_spec.Spec, params: list[Param], values: dict, *, ru
                     f"{mismatch.text}; spec has {len(spec.weight_shapes())} tensors, yours {len(params)}"
                     f"{f' ({total} left after --map)' if rules else ''}; is your model for another variant? "
                     f"(googlenet-suite list)")
-            return Mapping({}, tuple(notes), Mismatch(text, mismatch.spec_key, mismatch.spec_shape, mismatch.name,
-                                                      mismatch.shape))
+            words = tuple(note for note in notes if not isinstance(note, Found))
+            return Mapping({}, words, Mismatch(text, mismatch.spec_key, mismatch.spec_shape, mismatch.name,
+                                               mismatch.shape))
         got, notes = fallback
-    return Mapping({**mapping, **got}, tuple(notes))
+    found = tuple(note for note in notes if isinstance(note, Found))  # (notes and findings travel together)
+    return Mapping({**mapping, **got}, tuple(note for note in notes if not isinstance(note, Found)), found=found)

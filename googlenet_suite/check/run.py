@@ -17,7 +17,7 @@ from . import diagnosis
 from .graph import Flow, flatten_sources, rank
 from .mapping import Mismatch, Param, map_weights
 from .matching import Record, diff, first_divergence, match_layers, scale
-from .report import Architecture, CheckResult, Input, LayerRow, Logits, Notes, Walk
+from .report import Architecture, CheckResult, InWeights, Input, LayerRow, Logits, Notes, Walk
 from .user_code import CheckInputError, call_factory, load_object, read_rules
 
 TOLERANCE = harness.TOLERANCE  # 1e-4 fp32, as compare
@@ -102,6 +102,7 @@ def run_check(spec: shared_spec.Spec, key: str, target: str, *, batch: int = 1, 
     mapping = map_weights(spec, params, weights, rules=rules, aux_last=flow.from_graph)
     context = dict(spec=spec, key=key, target=target, x=x, seed=seed, ref_key=ref_key, tolerance=tolerance,
                    channels_last=adapter.CHANNELS_LAST, notes=mapping.notes)
+    found = _in_weights(mapping.found)
     if mapping.mismatch is not None:
         return _weights_differ(mapping.mismatch, own or [], ref_acts, weights, **context)
     values = _values(mapping.keys, params, weights, spec, channels_last=adapter.CHANNELS_LAST)
@@ -112,7 +113,17 @@ def run_check(spec: shared_spec.Spec, key: str, target: str, *, batch: int = 1, 
         except Exception as exc:  # the user's forward: any failure is one line
             raise CheckInputError(f"{option} {target}: running it on {tuple(x.shape)} failed: "
                                   f"{type(exc).__name__}: {exc}") from None
-    return assess(np.asarray(logits), _records(records), ref_logits, ref_acts, weights, **context)
+    result = assess(np.asarray(logits), _records(records), ref_logits, ref_acts, weights, **context)
+    return replace(result, in_weights=found)
+
+
+def _in_weights(found) -> tuple[InWeights, ...]:
+    """The mapping's findings, one per trap, in the order first met."""
+    by_trap: dict[str, list] = {}
+    for item in found:
+        by_trap.setdefault(item.trap, []).append(item)
+    return tuple(InWeights(trap, items[0].detail, len(items), items[0].layer, items[0].module)
+                 for trap, items in by_trap.items())
 
 
 def _values(keys: dict[str, str], params: list[Param], weights: dict, spec, *, channels_last: bool) -> dict:
@@ -121,8 +132,8 @@ def _values(keys: dict[str, str], params: list[Param], weights: dict, spec, *, c
     shapes = {p.name: p.shape for p in params}
     values = {}
     for spec_key, name in keys.items():
-        if spec_key.startswith("!zero:"):
-            values[name] = np.zeros(shapes[name], np.float32)
+        if spec_key.startswith(("!zero:", "!one:")):  # a bias the spec lacks: 0; a gamma it lacks: 1
+            values[name] = (np.ones if spec_key.startswith("!one:") else np.zeros)(shapes[name], np.float32)
             continue
         value = np.asarray(weights[spec_key], np.float32)
         layer_name = spec_key.rsplit(".", 1)[0]
