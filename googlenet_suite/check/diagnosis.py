@@ -188,9 +188,11 @@ def walk_on(plan: list[Step], matches: dict[str, Match], first: str, records: li
                 at = At(at.x, at.weights, at.source_layer, None, at.flat_source)
             options += [Option(y, f"{trap}: {text}", layer.name) for trap, text, y in traps(layer, at)]
         found = _find(records, index, options, layer)
-        if found is None and isinstance(layer, (*FUNCTIONAL, Concat)) and not step.top:
+        if found is None and (isinstance(layer, (Dropout, Flatten))
+                              or isinstance(layer, (*FUNCTIONAL, Concat)) and not step.top):
             pending[layer.name] = (index, options)
-            continue  # not recorded (a function call, a torch.cat inside a branch): told where it is consumed
+            continue  # not recorded (a function call, a torch.cat inside a branch, a dropout after a flatten):
+            # told where it is consumed
         before = [name for name in (step.source, *(b.layers[-1].name for b in getattr(layer, "branches", ())))
                   if name in pending]
         walked += 1 + len(before)
