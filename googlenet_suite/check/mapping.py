@@ -31,6 +31,7 @@ class Param:
     module: str
     role: str  # conv.weight, conv.bias, bn.gamma, bn.beta, bn.running_mean, bn.running_var, dense.weight, dense.bias
     shape: tuple[int, ...]
+    ones: bool = False  # a constant of ones the format requires (ONNX's BatchNormalization scale), not a parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class Unit:
     kind: str  # "conv" | "dense" | "bn" (a user's BatchNorm module on its own)
     tensors: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # role -> (key or name, shape)
     layer: object = None  # the spec's layer (a spec unit)
+    ones: set[str] = field(default_factory=set)  # roles whose tensor is a constant of ones (see Param.ones)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,8 @@ def user_units(params: list[Param]) -> list[Unit]:
             units.append(Unit(p.module, kind, {}))
         role = p.role if kind != "dense" else p.role.split(".")[-1]
         units[-1].tensors[role] = (p.name, tuple(p.shape))
+        if p.ones:
+            units[-1].ones.add(role)
     return units
 
 
@@ -174,8 +178,10 @@ def _pair_bn(su: Unit, ours: list[str], bn: Unit, spec_values) -> tuple[dict, li
             role = next((r for r in ours if r not in bn.tensors), ours[0])
             key, shape = su.tensors[role]
             return {}, [], Mismatch(f"spec key {key!r} {shape} found no counterpart in {bn.name!r}", key, shape)
-        more.append(Found(trap.name, trap.say(su.layer, None), su.name, bn.name))
-        for role in set(bn.tensors) - set(ours):
+        extra = set(bn.tensors) - set(ours)
+        if not extra or not extra <= bn.ones:  # (a scale of constant ones where the spec has none computes the same)
+            more.append(Found(trap.name, trap.say(su.layer, None), su.name, bn.name))
+        for role in extra:
             mapping[f"!one:{bn.tensors[role][0]}"] = bn.tensors[role][0]
     for role in ours:
         key, shape = su.tensors[role]

@@ -168,15 +168,19 @@ def verdict(result: CheckResult) -> str:
     return text
 
 
+def _relative(logits: Logits) -> str:
+    return f" x scale {logits.scale:.3g}" if logits.scale > 1 else ""
+
+
 def _values_verdict(result: CheckResult) -> str:
     head = f"{result.variant} vs {result.model} ({result.label})"
     logits, first, arch = result.logits, result.first_divergence, result.architecture
     if result.agree:
-        return (f"{head}: AGREE: logits max abs diff {logits.max_abs_diff:.2e} <= {result.tolerance:g}, every "
-                f"matched layer within")
+        return (f"{head}: AGREE: logits max abs diff {logits.max_abs_diff:.2e} <= {result.tolerance:g}"
+                f"{_relative(logits)}, every matched layer within")
     if arch is None and first is None and logits is not None and logits.agree:
         return (f"{head}: DIVERGES in its parameters only: logits max abs diff {logits.max_abs_diff:.2e} <= "
-                f"{result.tolerance:g}, every matched layer within")
+                f"{result.tolerance:g}{_relative(logits)}, every matched layer within")
     if arch is not None:
         cause = f"; reproduced by: {arch.cause}" if arch.cause else "; no known trap gives your shape"
         return f"{head}: DIVERGES: another architecture: {arch.text}{cause if arch.where == 'output' else ''}"
