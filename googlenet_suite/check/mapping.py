@@ -142,6 +142,9 @@ def _pair(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tuple[di
             text = f"spec key {key!r} {tuple(shape)} meets {name!r} {tuple(their_shape)} (in the neutral layout){hint}"
             return {}, [], Mismatch(text, key, tuple(shape), name, tuple(their_shape))
         mapping[key] = name
+    ours = [role for role in su.tensors if role.startswith("bn.")]
+    if su.kind == "conv" and ours and bn is None and "bias" in theirs and main in su.tensors:
+        return _folded(su, theirs)
     if bias in su.tensors:
         key, shape = su.tensors[bias]
         if "bias" in theirs:
@@ -153,7 +156,6 @@ def _pair(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tuple[di
     elif "bias" in theirs:
         mapping[f"!zero:{theirs['bias'][0]}"] = theirs["bias"][0]
         notes.append(f"{theirs['bias'][0]}: set to zero (the spec's {su.name} has no bias)")
-    ours = [role for role in su.tensors if role.startswith("bn.")]
     if su.kind == "conv" and ours:
         if bn is None:
             key, shape = su.tensors[ours[0]]
@@ -165,6 +167,19 @@ def _pair(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tuple[di
         mapping.update(got)
         notes += more
     return mapping, notes, None
+
+
+FOLDED = ("BatchNorm folded into the convolution before it (an eval-mode export: tf2onnx, torch.onnx's default): "
+          "the suite's convolution and BatchNorm loaded folded, as one conv with a bias (a model without the "
+          "BatchNorm would look the same)")
+
+
+def _folded(su: Unit, theirs: dict) -> tuple[dict, list, None]:
+    """A conv with a bias and no BatchNorm after it where the spec has conv + BatchNorm: ``!fold:`` keys, which
+    :func:`.run._values` fills with the suite's weights folded (``W * s``, ``beta - mean * s``, ``s = gamma /
+    sqrt(var + eps)``)."""
+    return ({f"!fold:{su.name}.conv.weight": theirs["weight"][0], f"!fold:{su.name}.conv.bias": theirs["bias"][0]},
+            [FOLDED], None)
 
 
 def _pair_bn(su: Unit, ours: list[str], bn: Unit, spec_values) -> tuple[dict, list, Mismatch | None]:
@@ -316,4 +331,5 @@ def map_weights(spec: shared_spec.Spec, params: list[Param], values: dict, *, ru
                                                mismatch.shape))
         got, notes = fallback
     found = tuple(note for note in notes if isinstance(note, Found))  # (notes and findings travel together)
-    return Mapping({**mapping, **got}, tuple(note for note in notes if not isinstance(note, Found)), found=found)
+    words = tuple(dict.fromkeys(note for note in notes if not isinstance(note, Found)))
+    return Mapping({**mapping, **got}, words, found=found)

@@ -137,6 +137,9 @@ def _values(keys: dict[str, str], params: list[Param], weights: dict, spec, *, c
         if spec_key.startswith(("!zero:", "!one:")):  # a bias the spec lacks: 0; a gamma it lacks: 1
             values[name] = (np.ones if spec_key.startswith("!one:") else np.zeros)(shapes[name], np.float32)
             continue
+        if spec_key.startswith("!fold:"):  # a BatchNorm folded into the conv before it
+            values[name] = _folded(spec, spec_key[len("!fold:"):], weights)
+            continue
         value = np.asarray(weights[spec_key], np.float32)
         layer_name = spec_key.rsplit(".", 1)[0]
         if channels_last and spec_key.endswith(".weight") and layer_name in flat:
@@ -144,6 +147,19 @@ def _values(keys: dict[str, str], params: list[Param], weights: dict, spec, *, c
             value = value.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(value.shape[0], -1)
         values[name] = value
     return values
+
+
+def _folded(spec, key: str, weights: dict) -> np.ndarray:
+    """The suite's conv ``key`` (``NAME.conv.weight`` or ``.bias``) with its BatchNorm folded in (eval mode)."""
+    name, role = key.rsplit(".conv.", 1)
+    layer = spec.layer(name)
+    gamma = np.asarray(weights[f"{name}.bn.gamma"], np.float64) if layer.norm.scale else 1.0
+    s = gamma / np.sqrt(np.asarray(weights[f"{name}.bn.running_var"], np.float64) + layer.norm.eps)
+    if role == "weight":
+        return (np.asarray(weights[key], np.float64) * s[:, None, None, None]).astype(np.float32)
+    bias = np.asarray(weights[key], np.float64) if layer.bias else 0.0
+    return ((bias - np.asarray(weights[f"{name}.bn.running_mean"], np.float64)) * s
+            + np.asarray(weights[f"{name}.bn.beta"], np.float64)).astype(np.float32)
 
 
 def _base(spec, key, target, x, seed, ref_key, tolerance, notes) -> dict:
