@@ -97,7 +97,7 @@ def test_torchvision_model_as_the_keras_variant_names_both_traps(torch_models):
     assert result.first_divergence.diagnosis.trap == "pool-counts-padding"
     assert _departures(result) == {pool: "pool-counts-padding" for pool in POOLS}
     assert result.walk.layers == result.walk.as_the_spec + len(POOLS)  # nothing else departs
-    assert "counts the padding" in result.verdict and "bn-extra-scale" in result.verdict
+    assert "counts the padding" in result.verdict and "in your parameters" in result.verdict and "bn-extra-scale" in result.verdict
 
 
 @pytest.mark.torch
@@ -119,9 +119,8 @@ def test_fid_model_as_inception_v3_names_the_pools(capsys, tmp_path, torch_model
 def test_fid_model_with_its_1008_classes_as_inception_v3(capsys, torch_models):
     code, result, err = check(capsys, "inception-v3", *SIZE, "--torch", torch_models["fid"])
     assert code == 1, err
-    arch = result["architecture"]
-    assert (arch["where"], arch["layer"], arch["expected"], arch["yours"]) == ("weights", "fc", [1000, 2048],
-                                                                               [1008, 2048])
+    arch = result["architecture"]  # the fc's weights do not fit, so the shapes of its own run: fc gives 1008
+    assert (arch["where"], arch["layer"], arch["expected"], arch["yours"]) == ("output", "fc", [1000], [1008])
 
 
 # --------------------------------------------------------------------------- Keras: keras.applications.InceptionV3
@@ -141,7 +140,7 @@ def test_keras_applications_agrees_with_inception_v3_keras(capsys, keras_app):
     code, result, err = check(capsys, "inception-v3-keras", *SIZE, "--keras", keras_app)
     assert code == 0, (err, result and result["verdict"])
     assert all(row["status"] == "agree" for row in result["layers"])  # every layer, its auto-named tensor
-    assert result["layers"][0]["record"] == "conv2d"
+    assert result["layers"][0]["record"] == "batch_normalization"  # conv2d_bn's BN, with the ReLU after it
 
 
 @pytest.mark.tf
@@ -235,6 +234,7 @@ def test_torch_onnx_export_as_the_keras_variant_names_the_pools(capsys, torch_on
 @pytest.mark.onnx
 @pytest.mark.tf
 @pytest.mark.matrix
+@pytest.mark.slow
 def test_keras_applications_through_tf2onnx_agrees(capsys, tmp_path, models, keras_app):
     """tf2onnx folds each BatchNorm into its convolution: the suite's weights are loaded folded. The statistics are
     made realistic first (a fresh model's fold to a zero bias, which tf2onnx leaves out: nothing to load into)."""

@@ -164,7 +164,7 @@ def _finite(value):
 def verdict(result: CheckResult) -> str:
     text = _values_verdict(result)
     if result.in_weights:
-        text += "; in your weights: " + "; ".join(found.text for found in result.in_weights)
+        text += "; in your parameters: " + "; ".join(found.text for found in result.in_weights)
     return text
 
 
