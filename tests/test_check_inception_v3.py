@@ -121,6 +121,7 @@ def test_fid_model_with_its_1008_classes_as_inception_v3(capsys, torch_models):
     assert code == 1, err
     arch = result["architecture"]  # the fc's weights do not fit, so the shapes of its own run: fc gives 1008
     assert (arch["where"], arch["layer"], arch["expected"], arch["yours"]) == ("output", "fc", [1000], [1008])
+    assert arch["trap"] == "num-classes" and "--num-classes 1008 checks the rest" in result["verdict"]
 
 
 # --------------------------------------------------------------------------- Keras: keras.applications.InceptionV3

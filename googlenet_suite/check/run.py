@@ -263,6 +263,10 @@ def _shape_finding(spec, plan, matches, first, records, ref_acts, weights, x, fl
     cause = diagnosis.shape_cause(plan, matches, first, records, ref_acts, weights, x, flat, yours)
     text = (f"shape differs at layer {first}: the {spec.variant} variant gives {expected}, your model "
             + (f"{tuple(yours.value.shape[1:])} at {yours.name}" if yours else "no tensor of that shape"))
+    trap, detail = (cause.trap, cause.detail) if cause else (None, None)
+    if cause is None and yours is not None and yours.value.ndim == 2 and expected == (spec.num_classes,):
+        classes = yours.value.shape[1]  # the classifier: another class count (pytorch-fid's 1008)
+        trap, detail = "num-classes", (f"{classes} classes where the variant has {spec.num_classes} "
+                                       f"(--num-classes {classes} checks the rest)")
     return Architecture("output", first, expected, tuple(yours.value.shape[1:]) if yours else None,
-                        yours.name if yours else None, cause.trap if cause else None,
-                        cause.detail if cause else None, text)
+                        yours.name if yours else None, trap, detail, text)
