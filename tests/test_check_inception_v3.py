@@ -24,6 +24,10 @@ from googlenet_suite.cli import main
 
 SIZE = ("--input-size", "75", "75")
 POOLS = [f"mixed_{block}.branch_pool.pool" for block in ("5b", "5c", "5d", "6b", "6c", "6d", "6e", "7b", "7c")]
+#: the pool-count trap (``avgpool-count-pad``) in each direction, as its diagnosis says it
+COUNTS = "an average pool that counts the padding where the spec does not"
+EXCLUDES = "an average pool that does not count the padding where the spec does"
+MAX = "a max pool where the spec averages"
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +64,9 @@ def _spec(variant: str, size: int = 75, **overrides) -> shared_spec.Spec:
     return shared_spec.load(variant, input_size=(size, size), **overrides)
 
 
-def _departures(result) -> dict[str, str]:
-    return {d.layer: d.detail.split(":")[0] for d in result.departures}
+def _departures(departures) -> dict[str, str]:
+    """layer -> the trap's words (each departure's detail is ``trap: words``)."""
+    return {d["layer"]: d["detail"].split(": ", 1)[1].split(" (")[0] for d in departures}
 
 
 # --------------------------------------------------------------------------- torch: the one check of the default run
@@ -94,10 +99,11 @@ def test_torchvision_model_as_the_keras_variant_names_both_traps(torch_models):
     assert [found.trap for found in result.in_weights] == ["bn-extra-scale"]
     assert result.in_weights[0].layers == 94 and result.in_weights[0].module == "Conv2d_1a_3x3.bn"
     assert result.first_divergence.layer == "mixed_5b.branch_pool.conv1"  # the pool is a function: seen here
-    assert result.first_divergence.diagnosis.trap == "pool-counts-padding"
-    assert _departures(result) == {pool: "pool-counts-padding" for pool in POOLS}
+    assert result.first_divergence.diagnosis.trap == "avgpool-count-pad"
+    assert COUNTS in result.first_divergence.diagnosis.detail
+    assert _departures(result.to_dict()["departures"]) == {pool: COUNTS for pool in POOLS}
     assert result.walk.layers == result.walk.as_the_spec + len(POOLS)  # nothing else departs
-    assert "counts the padding" in result.verdict and "in your parameters" in result.verdict and "bn-extra-scale" in result.verdict
+    assert COUNTS in result.verdict and "in your parameters" in result.verdict and "bn-extra-scale" in result.verdict
 
 
 @pytest.mark.torch
@@ -109,9 +115,9 @@ def test_fid_model_as_inception_v3_names_the_pools(capsys, tmp_path, torch_model
                               "--torch", torch_models["fid"], "--junit", junit)
     assert code == 1, err
     assert "max-for-avg-pool" in junit.read_text()
-    assert result["first_divergence"]["diagnosis"]["trap"] == "pool-excludes-padding"
-    walk = {d["layer"]: d["detail"].split(":")[0] for d in result["departures"]}
-    assert walk == {**{pool: "pool-excludes-padding" for pool in POOLS[:-1]}, POOLS[-1]: "max-for-avg-pool"}
+    assert result["first_divergence"]["diagnosis"]["trap"] == "avgpool-count-pad"
+    assert EXCLUDES in result["first_divergence"]["diagnosis"]["detail"]
+    assert _departures(result["departures"]) == {**{pool: EXCLUDES for pool in POOLS[:-1]}, POOLS[-1]: MAX}
 
 
 @pytest.mark.torch
@@ -153,8 +159,8 @@ def test_keras_applications_as_inception_v3_names_both_traps(keras_app):
     assert not result.agree
     assert [found.trap for found in result.in_weights] == ["bn-missing-scale"]
     assert result.first_divergence.layer == "mixed_5b.branch_pool.pool"
-    assert result.first_divergence.diagnosis.trap == "pool-excludes-padding"
-    assert _departures(result) == {pool: "pool-excludes-padding" for pool in POOLS}
+    assert result.first_divergence.diagnosis.trap == "avgpool-count-pad"
+    assert _departures(result.to_dict()["departures"]) == {pool: EXCLUDES for pool in POOLS}
 
 
 # --------------------------------------------------------------------------- MXNet: the model zoo, at 299
@@ -229,7 +235,8 @@ def test_torch_onnx_export_as_the_keras_variant_names_the_pools(capsys, torch_on
     code, result, err = check(capsys, "inception-v3-keras", *SIZE, "--onnx", torch_onnx["tv"])
     assert code == 1, err
     first = result["first_divergence"]
-    assert (first["layer"], first["diagnosis"]["trap"]) == ("mixed_5b.branch_pool.pool", "pool-counts-padding")
+    assert (first["layer"], first["diagnosis"]["trap"]) == ("mixed_5b.branch_pool.pool", "avgpool-count-pad")
+    assert COUNTS in first["diagnosis"]["detail"]
 
 
 @pytest.mark.onnx

@@ -93,6 +93,8 @@ def diagnose(plan: list[Step], matches: dict[str, Match], name: str, records: li
     if _unrecorded(before, matches):  # the layer before it, which the user's model does not record: its traps
         src, _, _ = _input(before, matches, records, ref_acts, x, by_name)
         for trap, text, y in traps(before.layer, _at(before, by_name, matches, records, src, weights, flat)):
+            if y.shape != inp.shape:
+                continue  # (a trap that changes the shape would have changed the consumer's: found elsewhere)
             best, where = _closest(numeric.forward(layer, y, weights), candidates, records, layer)
             tried.append(TrapTry(trap, f"{before.layer.name} (not recorded in your model; seen at {name}): {text}",
                                  best, where, tuple(y.shape[1:])))
@@ -190,7 +192,7 @@ def walk_on(plan: list[Step], matches: dict[str, Match], first: str, records: li
         found = _find(records, index, options, layer)
         if found is None and (isinstance(layer, (Dropout, Flatten))
                               or isinstance(layer, (*FUNCTIONAL, Concat)) and not step.top):
-            pending[layer.name] = (index, options)
+            pending[layer.name] = (index, [o for o in options if o.value.shape == options[0].value.shape])
             continue  # not recorded (a function call, a torch.cat inside a branch, a dropout after a flatten):
             # told where it is consumed
         before = [name for name in (step.source, *(b.layers[-1].name for b in getattr(layer, "branches", ())))
