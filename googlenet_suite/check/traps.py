@@ -4,8 +4,10 @@ row of :data:`TRAPS`.
 
 A trap either changes a layer's values (BatchNorm's eps, LRN's alpha, a missing ReLU) or its output shape
 (padding missing or different, floor vs ceil, ``'same'`` at stride 2, a pool's kernel size; a conv's kernel size
-is seen in its weights). On a layer whose output shape is found nowhere in the user's model, the row whose re-run
-gives the user's shape is named.
+is seen in its weights), or its parameters (a BatchNorm with a gamma the spec has not, or without the one it has:
+the row's ``built`` gives the layer as the trap builds it, and :mod:`.mapping` names the row whose tensors are the
+user's). On a layer whose output shape is found nowhere in the user's model, the row whose re-run gives the user's
+shape is named.
 """
 
 from __future__ import annotations
