@@ -60,8 +60,8 @@ def check(capsys, *argv):
     return code, (json.loads(out) if out else None), err
 
 
-def _spec(variant: str, size: int = 75, **overrides) -> shared_spec.Spec:
-    return shared_spec.load(variant, input_size=(size, size), **overrides)
+def _spec(variant: str, size: int = 75) -> shared_spec.Spec:
+    return shared_spec.load(variant, input_size=(size, size))
 
 
 def _departures(departures) -> dict[str, str]:
@@ -79,7 +79,7 @@ def test_torchvision_style_model_agrees_with_inception_v3(capsys, torch_models):
     assert "AGREE" in result["verdict"] and not result["in_weights"]
     assert result["logits"]["max_abs_diff"] == 0.0
     rows = {row["name"]: row["status"] for row in result["layers"]}
-    assert all(rows[f"{pool}"] == "not recorded" for pool in POOLS)  # F.avg_pool2d: a function, not a module
+    assert all(rows[pool] == "not recorded" for pool in POOLS)  # F.avg_pool2d: a function, not a module
     assert sum(status == "agree" for status in rows.values()) >= 100
 
 
