@@ -179,6 +179,10 @@ def render_check(result, fmt: str) -> str:
                              f"({walk.as_the_spec} of {walk.layers} layers from {first.layer} on are as the spec)",
                              ["layer", "status", "what"], [[d.layer, d.status, d.detail] for d in result.departures],
                              fmt)
+    if result.in_weights:
+        text += render_table("in your parameters", ["trap", "what", "layers", "first (yours)"],
+                             [[f.trap, f.detail, str(f.layers), f"{f.first} ({f.module})"] for f in result.in_weights],
+                             fmt)
     if fmt == "markdown":  # notes as a list, the verdict a paragraph of its own
         notes = "".join(f"- note: {_cell(note)}\n" for note in result.mapping.notes)
         return text + (notes + "\n" if notes else "") + f"**{_cell(result.verdict)}**\n"
@@ -206,6 +210,9 @@ def junit_check(result) -> str:
     if arch is not None:
         case = ET.SubElement(suite, "testcase", classname=classname, name=f"architecture ({arch.where})")
         ET.SubElement(case, "failure", message=result.verdict, type="architecture").text = result.verdict
+    for found in result.in_weights:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=f"parameters: {found.trap}")
+        ET.SubElement(case, "failure", message=found.text, type="parameters").text = found.text
     for departure in result.departures:
         case = ET.SubElement(suite, "testcase", classname=f"{classname}.walk", name=f"walk: {departure.layer}")
         ET.SubElement(case, "failure", message=departure.detail, type=departure.status).text = departure.detail

@@ -109,9 +109,12 @@ def _slots(model: Model) -> list[Slot]:
 def parameters(model: Model) -> list[dict]:
     out = []
     for slot in _slots(model):
-        shape = tuple(model.inits[slot.initializer].dims)
+        init = model.inits[slot.initializer]
+        shape = tuple(init.dims)
+        # BatchNormalization always has a scale: where it is all ones, the file may stand for a BN without one
+        ones = slot.role == "bn.gamma" and bool(np.all(numpy_helper.to_array(init) == 1))
         out.append({"name": slot.name, "module": slot.module, "role": slot.role,
-                    "shape": shape[::-1] if slot.transposed else shape})
+                    "shape": shape[::-1] if slot.transposed else shape, "ones": ones})
     return out
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import shared_spec
 from shared_spec.spec import Conv, Dense
 
+from .traps import in_parameters
 from .user_code import MappingError, Rule, expand
 
 
@@ -30,6 +31,7 @@ class Param:
     module: str
     role: str  # conv.weight, conv.bias, bn.gamma, bn.beta, bn.running_mean, bn.running_var, dense.weight, dense.bias
     shape: tuple[int, ...]
+    ones: bool = False  # a constant of ones the format requires (ONNX's BatchNormalization scale), not a parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,19 @@ class Unit:
     name: str
     kind: str  # "conv" | "dense" | "bn" (a user's BatchNorm module on its own)
     tensors: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # role -> (key or name, shape)
+    layer: object = None  # the spec's layer (a spec unit)
+    ones: set[str] = field(default_factory=set)  # roles whose tensor is a constant of ones (see Param.ones)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A trap seen in the user's parameters (a BatchNorm with a gamma the spec has not, or without the one it has):
+    the tensors that fit are loaded and the check goes on; the result names it."""
+
+    trap: str
+    detail: str
+    layer: str  # the spec's
+    module: str  # the user's
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +84,7 @@ class Mapping:
     keys: dict[str, str]
     notes: tuple[str, ...] = ()
     mismatch: Mismatch | None = None
+    found: tuple[Found, ...] = ()
 
 
 def spec_units(spec: shared_spec.Spec, *, aux_last: bool = False) -> list[Unit]:
@@ -82,11 +98,11 @@ def spec_units(spec: shared_spec.Spec, *, aux_last: bool = False) -> list[Unit]:
             prefixes = (f"{layer.name}.conv.", f"{layer.name}.bn.")
             tensors = {key[len(layer.name) + 1:]: (key, shape) for key, shape in shapes.items()
                        if key.startswith(prefixes)}
-            units.append(Unit(layer.name, "conv", tensors))
+            units.append(Unit(layer.name, "conv", tensors, layer))
         elif isinstance(layer, Dense):
             tensors = {role: (f"{layer.name}.{role}", shapes[f"{layer.name}.{role}"]) for role in ("weight", "bias")
                        if f"{layer.name}.{role}" in shapes}
-            units.append(Unit(layer.name, "dense", tensors))
+            units.append(Unit(layer.name, "dense", tensors, layer))
     if aux_last:
         units.sort(key=lambda unit: unit.name in aux)
     return units
@@ -101,13 +117,9 @@ def user_units(params: list[Param]) -> list[Unit]:
             units.append(Unit(p.module, kind, {}))
         role = p.role if kind != "dense" else p.role.split(".")[-1]
         units[-1].tensors[role] = (p.name, tuple(p.shape))
+        if p.ones:
+            units[-1].ones.add(role)
     return units
-
-
-def _bn_roles(su: Unit) -> list[str]:
-    """The BatchNorm tensors a spec conv unit has: no gamma where its BatchNorm has no scale (Keras's scale=False)."""
-    roles = ("gamma", "beta", "running_mean", "running_var")
-    return [role for role in roles if f"bn.{role}" in su.tensors] if su.kind == "conv" else []
 
 
 def _pair(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tuple[dict, list[str], Mismatch | None]:
@@ -130,6 +142,9 @@ def _pair(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tuple[di
             text = f"spec key {key!r} {tuple(shape)} meets {name!r} {tuple(their_shape)} (in the neutral layout){hint}"
             return {}, [], Mismatch(text, key, tuple(shape), name, tuple(their_shape))
         mapping[key] = name
+    ours = [role for role in su.tensors if role.startswith("bn.")]
+    if su.kind == "conv" and ours and bn is None and "bias" in theirs and main in su.tensors:
+        return _folded(su, theirs)
     if bias in su.tensors:
         key, shape = su.tensors[bias]
         if "bias" in theirs:
@@ -141,18 +156,56 @@ def _pair(su: Unit, conv: Unit | None, bn: Unit | None, spec_values) -> tuple[di
     elif "bias" in theirs:
         mapping[f"!zero:{theirs['bias'][0]}"] = theirs["bias"][0]
         notes.append(f"{theirs['bias'][0]}: set to zero (the spec's {su.name} has no bias)")
-    roles = _bn_roles(su)
-    if roles:
-        key, shape = su.tensors[f"bn.{roles[0]}"]
+    if su.kind == "conv" and ours:
         if bn is None:
+            key, shape = su.tensors[ours[0]]
             return {}, [], Mismatch(f"spec key {key!r} found no counterpart (no BatchNorm after {conv.name!r})",
                                     key, shape)
-        for role in roles:
-            key, shape = su.tensors[f"bn.{role}"]
-            if f"bn.{role}" not in bn.tensors or bn.tensors[f"bn.{role}"][1] != shape:
-                return {}, [], Mismatch(f"spec key {key!r} {shape} found no counterpart in {bn.name!r}", key, shape)
-            mapping[key] = bn.tensors[f"bn.{role}"][0]
+        got, more, mismatch = _pair_bn(su, ours, bn, spec_values)
+        if mismatch:
+            return {}, [], mismatch
+        mapping.update(got)
+        notes += more
     return mapping, notes, None
+
+
+FOLDED = ("BatchNorm folded into the convolution before it (an eval-mode export: tf2onnx, torch.onnx's default): "
+          "the suite's convolution and BatchNorm loaded folded, as one conv with a bias (a model without the "
+          "BatchNorm would look the same)")
+
+
+def _folded(su: Unit, theirs: dict) -> tuple[dict, list, None]:
+    """A conv with a bias and no BatchNorm after it where the spec has conv + BatchNorm: ``!fold:`` keys, which
+    :func:`.run._values` fills with the suite's weights folded (``W * s``, ``beta - mean * s``, ``s = gamma /
+    sqrt(var + eps)``)."""
+    return ({f"!fold:{su.name}.conv.weight": theirs["weight"][0], f"!fold:{su.name}.conv.bias": theirs["bias"][0]},
+            [FOLDED], None)
+
+
+def _pair_bn(su: Unit, ours: list[str], bn: Unit, spec_values) -> tuple[dict, list, Mismatch | None]:
+    """A spec unit's BatchNorm tensors onto the user's BatchNorm. Where the two differ by a trap of
+    :func:`.traps.in_parameters` (a gamma one has and the other lacks), what fits is loaded, a gamma the spec lacks
+    is set to one (the spec's BatchNorm scales by one), and a :class:`Found` says so."""
+    mapping, more = {}, []
+    if set(ours) != set(bn.tensors):
+        trap = in_parameters(su.layer, set(bn.tensors)) if su.layer is not None else None
+        if trap is None:
+            role = next((r for r in ours if r not in bn.tensors), ours[0])
+            key, shape = su.tensors[role]
+            return {}, [], Mismatch(f"spec key {key!r} {shape} found no counterpart in {bn.name!r}", key, shape)
+        extra = set(bn.tensors) - set(ours)
+        if not extra or not extra <= bn.ones:  # (a scale of constant ones where the spec has none computes the same)
+            more.append(Found(trap.name, trap.say(su.layer, None), su.name, bn.name))
+        for role in extra:
+            mapping[f"!one:{bn.tensors[role][0]}"] = bn.tensors[role][0]
+    for role in ours:
+        key, shape = su.tensors[role]
+        if role not in bn.tensors:
+            continue  # (a gamma the user's BatchNorm lacks: reported by the trap above)
+        if bn.tensors[role][1] != shape:
+            return {}, [], Mismatch(f"spec key {key!r} {shape} found no counterpart in {bn.name!r}", key, shape)
+        mapping[key] = bn.tensors[role][0]
+    return mapping, more, None
 
 
 def _with_bn(units: list[Unit]) -> list[tuple[Unit, Unit | None]]:
@@ -191,7 +244,7 @@ def _align(spec_list: list[Unit], units: list[Unit], spec_values) -> tuple[dict,
         got, more, mismatch = _pair(su, conv, bn, spec_values)
         if mismatch:
             return mapping, notes, mismatch
-        if bn is not None and not _bn_roles(su):
+        if bn is not None and not (su.kind == "conv" and any(r.startswith("bn.") for r in su.tensors)):
             return mapping, notes, Mismatch(f"left over of yours: {bn.name!r} (the spec's {su.name} has no "
                                             f"BatchNorm)", name=bn.name)
         mapping.update(got)
@@ -261,7 +314,7 @@ def map_weights(spec: shared_spec.Spec, params: list[Param], values: dict, *, ru
     for unit in spec_units(spec, aux_last=aux_last):
         rest = {role: v for role, v in unit.tensors.items() if v[0] not in mapping}
         if rest:
-            spec_list.append(Unit(unit.name, unit.kind, rest))
+            spec_list.append(Unit(unit.name, unit.kind, rest, unit.layer))
     taken = set(mapping.values())
     units = user_units([p for p in params if p.name not in taken])
     got, notes, mismatch = _align(spec_list, units, values)
@@ -273,7 +326,10 @@ def map_weights(spec: shared_spec.Spec, params: list[Param], values: dict, *, ru
                     f"{mismatch.text}; spec has {len(spec.weight_shapes())} tensors, yours {len(params)}"
                     f"{f' ({total} left after --map)' if rules else ''}; is your model for another variant? "
                     f"(googlenet-suite list)")
-            return Mapping({}, tuple(notes), Mismatch(text, mismatch.spec_key, mismatch.spec_shape, mismatch.name,
-                                                      mismatch.shape))
+            words = tuple(note for note in notes if not isinstance(note, Found))
+            return Mapping({}, words, Mismatch(text, mismatch.spec_key, mismatch.spec_shape, mismatch.name,
+                                               mismatch.shape))
         got, notes = fallback
-    return Mapping({**mapping, **got}, tuple(notes))
+    found = tuple(note for note in notes if isinstance(note, Found))  # (notes and findings travel together)
+    words = tuple(dict.fromkeys(note for note in notes if not isinstance(note, Found)))
+    return Mapping({**mapping, **got}, words, found=found)

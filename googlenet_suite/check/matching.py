@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 import shared_spec
-from shared_spec.spec import Dropout, Flatten, GlobalAvgPool
+from shared_spec.spec import Dropout, Flatten, GlobalAvgPool, Pool
 
 from ..harness import layer_agrees
 from .graph import Step, flatten_shapes, steps
@@ -116,6 +116,8 @@ def first_divergence(plan: list[Step], matches: dict[str, Match], *, by_value: b
     consumers: dict[str | None, list[Step]] = {}
     for step in plan:
         consumers.setdefault(step.source, []).append(step)
+        for branch in getattr(step.layer, "branches", ()):  # a concat consumes each branch's last layer
+            consumers.setdefault(branch.layers[-1].name, []).append(step)
     for k, step in enumerate(plan):
         m = matches[step.layer.name]
         if m.status in ("agree", "not recorded"):
@@ -131,9 +133,10 @@ def first_divergence(plan: list[Step], matches: dict[str, Match], *, by_value: b
 def _consumed_by_a_found_shape(step: Step, consumers, matches) -> bool:
     """A layer whose shape is nowhere but whose consumer agrees; or a flatten or dropout (functional in most code)
     whose consumer finds tensors of its shape."""
+    functional = isinstance(step.layer, (Dropout, Flatten)) or not step.top and isinstance(step.layer, Pool)
     for nxt in consumers.get(step.layer.name, []):
         status = matches[nxt.layer.name].status
-        if status == "agree" or status == "differs" and isinstance(step.layer, (Dropout, Flatten)):
+        if status == "agree" or status == "differs" and functional:
             return True
         if isinstance(nxt.layer, (Dropout, Flatten)) and isinstance(step.layer, (Dropout, Flatten)) \
                 and _consumed_by_a_found_shape(nxt, consumers, matches):

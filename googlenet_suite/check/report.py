@@ -84,6 +84,23 @@ class Walk:
 
 
 @dataclass(frozen=True, slots=True)
+class InWeights:
+    """A trap seen in the user's parameters, not in values (a BatchNorm with a gamma the spec has not, or without
+    the one it has): the tensors that fit were loaded and the check went on. One per trap: at how many of the
+    spec's layers, the first of them and the user's module there."""
+
+    trap: str
+    detail: str
+    layers: int
+    first: str
+    module: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.detail} ({self.trap}, {self.layers} layers, first {self.first} at your {self.module})"
+
+
+@dataclass(frozen=True, slots=True)
 class Architecture:
     """The first place the user's model is another architecture than the variant: a weight of another shape
     (``where`` "weights") or a layer output of another shape (``where`` "output"), with both shapes, the user's
@@ -115,11 +132,12 @@ class CheckResult:
     architecture: Architecture | None = None
     departures: tuple[Departure, ...] = ()
     walk: Walk | None = None
+    in_weights: tuple[InWeights, ...] = ()
 
     @property
     def agree(self) -> bool:
         return self.architecture is None and self.logits is not None and self.logits.agree \
-            and self.first_divergence is None
+            and self.first_divergence is None and not self.in_weights
 
     @property
     def verdict(self) -> str:
@@ -144,11 +162,25 @@ def _finite(value):
 
 
 def verdict(result: CheckResult) -> str:
+    text = _values_verdict(result)
+    if result.in_weights:
+        text += "; in your parameters: " + "; ".join(found.text for found in result.in_weights)
+    return text
+
+
+def _relative(logits: Logits) -> str:
+    return f" x scale {logits.scale:.3g}" if logits.scale > 1 else ""
+
+
+def _values_verdict(result: CheckResult) -> str:
     head = f"{result.variant} vs {result.model} ({result.label})"
     logits, first, arch = result.logits, result.first_divergence, result.architecture
     if result.agree:
-        return (f"{head}: AGREE: logits max abs diff {logits.max_abs_diff:.2e} <= {result.tolerance:g}, every "
-                f"matched layer within")
+        return (f"{head}: AGREE: logits max abs diff {logits.max_abs_diff:.2e} <= {result.tolerance:g}"
+                f"{_relative(logits)}, every matched layer within")
+    if arch is None and first is None and logits is not None and logits.agree:
+        return (f"{head}: DIVERGES in its parameters only: logits max abs diff {logits.max_abs_diff:.2e} <= "
+                f"{result.tolerance:g}{_relative(logits)}, every matched layer within")
     if arch is not None:
         cause = f"; reproduced by: {arch.cause}" if arch.cause else "; no known trap gives your shape"
         return f"{head}: DIVERGES: another architecture: {arch.text}{cause if arch.where == 'output' else ''}"

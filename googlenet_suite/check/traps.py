@@ -4,8 +4,10 @@ row of :data:`TRAPS`.
 
 A trap either changes a layer's values (BatchNorm's eps, LRN's alpha, a missing ReLU) or its output shape
 (padding missing or different, floor vs ceil, ``'same'`` at stride 2, a pool's kernel size; a conv's kernel size
-is seen in its weights). On a layer whose output shape is found nowhere in the user's model, the row whose re-run
-gives the user's shape is named.
+is seen in its weights), or its parameters (a BatchNorm with a gamma the spec has not, or without the one it has:
+the row's ``built`` gives the layer as the trap builds it, and :mod:`.mapping` names the row whose tensors are the
+user's). On a layer whose output shape is found nowhere in the user's model, the row whose re-run gives the user's
+shape is named.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Trap:
     when: Callable[[object, At], bool]
     rerun: Callable[[object, At], np.ndarray | None]
     say: Callable[[object, At], str]
+    built: Callable[[object], object] | None = None  # the layer as the trap builds it, where its parameters differ
 
 
 def _always(layer, at) -> bool:
@@ -98,6 +101,24 @@ def _fits(layer, at, kernel=None, padding=None) -> bool:
     return at.hw is not None and at.hw[0] + t + b >= kh and at.hw[1] + l + r >= kw
 
 
+def _scaled(layer, scale: bool):
+    """The conv unit with a BatchNorm that has a scale (gamma) or not."""
+    return replace(layer, norm=replace(layer.norm, scale=scale))
+
+
+def _scale_is(scale: bool):
+    return lambda layer, at: layer.norm is not None and layer.norm.scale == scale
+
+
+def _counts_pad(counts: bool):
+    """An average pool that pads, counting the padding where the spec does not (``counts``) or the reverse."""
+    return lambda layer, at: layer.op == "avgpool" and any(layer.padding) and layer.count_include_pad != counts
+
+
+def _as_op(layer, op: str, count_include_pad: bool = True):
+    return replace(layer, op=op, count_include_pad=count_include_pad and op == "avgpool")
+
+
 _NO_RELU = {Conv: numeric.conv, Dense: numeric.dense}
 
 TRAPS: tuple[Trap, ...] = (
@@ -139,9 +160,37 @@ TRAPS: tuple[Trap, ...] = (
          lambda layer, at: layer.op == "maxpool" and (any(layer.padding) or layer.rounding == "ceil"),
          lambda layer, at: numeric.pool(layer, at.x, pad_value=0.0),
          lambda layer, at: "zero padding in a max pool where the spec pads with -inf"),
-    Trap("avgpool-count-pad", (Pool,), lambda layer, at: layer.op == "avgpool",
-         lambda layer, at: numeric.pool(layer, at.x, count_include_pad=not layer.count_include_pad),
-         lambda layer, at: f"count_include_pad={not layer.count_include_pad}"),
+    # the pool-count trap, one row per direction (named as one trap: what a test or a CI rule matches on)
+    Trap("avgpool-count-pad", (Pool,), _counts_pad(True),
+         lambda layer, at: numeric.pool(layer, at.x, count_include_pad=True),
+         lambda layer, at: "an average pool that counts the padding where the spec does not (torch's "
+                           "F.avg_pool2d(x, 3, 1, 1) default, torchvision's code; Gluon's AvgPool2D)"),
+    Trap("avgpool-count-pad", (Pool,), _counts_pad(False),
+         lambda layer, at: numeric.pool(layer, at.x, count_include_pad=False),
+         lambda layer, at: "an average pool that does not count the padding where the spec does (Keras's 'same' "
+                           "AveragePooling2D, count_include_pad=False)"),
+    Trap("max-for-avg-pool", (Pool,), lambda layer, at: layer.op == "avgpool",
+         lambda layer, at: numeric.pool(_as_op(layer, "maxpool"), at.x),
+         lambda layer, at: f"a max pool where the spec averages ({layer.kernel[0]}x{layer.kernel[1]}/"
+                           f"{layer.stride[0]}, pytorch-fid's Mixed_7c)"),
+    Trap("avg-for-max-pool", (Pool,), lambda layer, at: layer.op == "maxpool",
+         lambda layer, at: numeric.pool(_as_op(layer, "avgpool", count_include_pad=True), at.x),
+         lambda layer, at: "an average pool (counting the padding) where the spec takes the max"),
+    Trap("avg-for-max-pool-excluding-padding", (Pool,), lambda layer, at: layer.op == "maxpool" and any(layer.padding),
+         lambda layer, at: numeric.pool(_as_op(layer, "avgpool", count_include_pad=False), at.x),
+         lambda layer, at: "an average pool (not counting the padding) where the spec takes the max"),
+    Trap("bn-missing-scale", (Conv,),
+         lambda layer, at: _scale_is(True)(layer, at) and np.any(at.weights[f"{layer.name}.bn.gamma"] != 1),
+         lambda layer, at: numeric.conv(_scaled(layer, False), at.x, at.weights),
+         lambda layer, at: "BatchNorm without a scale (gamma) where the spec has one (Keras's conv2d_bn, "
+                           "scale=False): gamma is 1, the suite's cannot be loaded",
+         built=lambda layer: _scaled(layer, False)),
+    Trap("bn-extra-scale", (Conv,), lambda layer, at: False,  # the value it changes is the user's own gamma
+         lambda layer, at: None,
+         lambda layer, at: "BatchNorm with a scale (gamma) where the spec has none (torch's BatchNorm2d, Gluon's "
+                           "BatchNorm): the check sets it to 1; a gamma your model trains has no place in the "
+                           "variant's weights",
+         built=lambda layer: _scaled(layer, True)),
     Trap("adaptive-pool", (Pool,), lambda layer, at: layer.op == "avgpool",
          lambda layer, at: numeric.adaptive_avgpool(at.x, numeric.pool(layer, at.x).shape[2:]),
          lambda layer, at: f"an adaptive average pool to the same size where the spec pools "
@@ -178,3 +227,11 @@ def traps(layer, at: At) -> list[tuple[str, str, np.ndarray]]:
         if y is not None:
             out.append((trap.name, trap.say(layer, at), y))
     return out
+
+
+def in_parameters(layer, roles: set[str]):
+    """The trap whose build of ``layer`` has exactly the user's BatchNorm tensors ``roles`` (``bn.gamma``, ...),
+    or None: a BatchNorm with a scale where the spec has none, or the reverse."""
+    return next((trap for trap in TRAPS if trap.built is not None and isinstance(layer, trap.kinds)
+                 and getattr(layer, "norm", None) is not None and trap.built(layer) != layer
+                 and {f"bn.{key}" for key in trap.built(layer).norm.keys} == roles), None)
