@@ -1,6 +1,7 @@
 """``googlenet-suite bench`` for Keras 3 (TensorFlow): the runner, and a hand-written GoogLeNet.
 
-The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written model in ``handwritten.py``.
+The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written models in ``handwritten.py``
+(``HANDWRITTEN``: variant -> its hand-written network).
 Both sources go through the same runner code, so spec-built / hand-written time measures the models only.
 The models are channels-last (N x H x W x C), as Keras prefers; inputs are made in that layout.
 
@@ -38,6 +39,7 @@ from shared_spec.protocol import (against_fp32, bench_model, best_gflops, check_
                                   check_bf16_path, compile_now, cpu_has_bf16)
 
 from .builder import build  # noqa: E402
+from .handwritten import REFERENCES as HANDWRITTEN  # noqa: E402,F401  (the worker reads it)
 from .handwritten import handwritten, resolve_device  # noqa: E402
 
 LR = 0.01

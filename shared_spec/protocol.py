@@ -102,15 +102,25 @@ def conv_flops() -> float:
     return 2 * batch * channels * channels * 9 * side * side
 
 
+def handwritten_reference(framework: str, references: dict[str, Callable], spec: Spec) -> Callable:
+    """The constructor of the hand-written network of ``spec``'s variant from a framework's ``references``
+    table (variant -> constructor); a variant without one is refused in one line naming those there are."""
+    if spec.variant not in references:
+        raise ContractError(f"{framework} has no hand-written reference for variant {spec.variant!r} (it has one for "
+                            f"{', '.join(references)}). {_received('variant', spec.variant)}")
+    return references[spec.variant]
+
+
 def check_handwritten(spec: Spec, params: int) -> None:
-    """The hand-written model is torchvision's GoogLeNet: refuse a spec it is not (a ratio would be meaningless)."""
+    """The hand-written model is the variant's network without aux heads: refuse a spec it is not (loaded with
+    aux heads or other input channels; a ratio would be meaningless)."""
     from .oracle import analyze
 
     expected = analyze(spec).params
     if spec.aux_logits or params != expected:
-        raise RuntimeError(f"the hand-written model is torchvision's GoogLeNet without aux heads "
-                           f"({params:,} parameters); variant {spec.variant!r} has {expected:,}"
-                           f"{' and aux heads' if spec.aux_logits else ''}: not the same network")
+        raise RuntimeError(f"the hand-written {spec.variant} model has {params:,} parameters and no aux heads; "
+                           f"the variant as loaded has {expected:,}{' and aux heads' if spec.aux_logits else ''}: "
+                           f"not the same network")
 
 
 def bench_model(spec: Spec, source: str, *, build: Callable[[Spec], object], handwritten: Callable[[Spec], object],
@@ -156,7 +166,7 @@ class EpochStats:
 __all__ = [
     "BENCH_MODES", "BENCH_SOURCES", "EpochStats", "PEAK_CONV", "PEAK_MATMUL", "PEAK_REPEATS", "TRAIN_WORK",
     "against_fp32", "bench_model", "best_gflops", "check_bench_options", "check_bf16_path", "check_handwritten",
-    "compile_now", "conv_flops", "cpu_has_bf16",
+    "compile_now", "conv_flops", "cpu_has_bf16", "ab_report", "handwritten_reference", "images_per_s", "interleaved_medians",
 ]
 
 
