@@ -112,7 +112,8 @@ def variant_profile(variant: str, *, cpu: bool, quick: bool) -> Profile:
     """Every section on ``variant``: on the GPU at its own input size, the budgets of the default run; on the CPU
     at 64x64 (48x48 with ``--quick``), or the variant's smallest input where that is larger (Inception v3's
     75x75, the Gluon variant's 299x299). The training step has the aux heads where the variant has them at that
-    size (Inception v3's needs 299x299) and dropout off where it has dropout."""
+    size (Inception v3's needs 299x299) and dropout off where it has dropout; the benchmark leaves batch 1 out
+    where the last maps are 1x1 (Inception v3 at 75x75)."""
     try:
         spec = shared_spec.load(variant)
     except shared_spec.SpecError as exc:  # an unknown name: the known ones, in one line
@@ -123,9 +124,13 @@ def variant_profile(variant: str, *, cpu: bool, quick: bool) -> Profile:
         size = {"input_size": (max(side, least[0]), max(side, least[1]))}
     train = {**size, **{k: v for k, v in _TRAIN.items() if _loads(variant, {**size, k: v})}}
     default = profile(cpu=cpu, quick=quick)
+    small = shared_spec.load(variant, **size)
+    last = [shape for shape in shared_spec.analyze(small).stage_shapes(small).values() if len(shape) == 3][-1]
+    # BatchNorm in training needs more than one value per channel: batch 1 only where the last maps are 2x2 or more
+    batches = default.bench_batches if min(last[1:]) >= 2 else tuple(b for b in default.bench_batches if b > 1)
     return Profile(equivalence=(Case(variant, size, default.equivalence[0].batch),),
                    train_step=Case(variant, train, default.train_step.batch), keras=(Case(variant, size),),
-                   bench=Case(variant, size), bench_batches=default.bench_batches, total_s=default.total_s,
+                   bench=Case(variant, size), bench_batches=batches, total_s=default.total_s,
                    equivalence_s=default.equivalence_s, keras_s=default.keras_s,
                    keras_child_s=default.keras_child_s, plain_bench_s=default.plain_bench_s, warmup=default.warmup,
                    repeats=default.repeats, compiled=default.compiled)
