@@ -262,6 +262,20 @@ def test_fast_runner_compiles_at_setup_and_runs(key, trimmed):
         assert runner.peak_gpu_bytes() is None
 
 
+@pytest.mark.tf
+def test_keras_fast_forward_is_the_frozen_graph_of_the_models_own_forward(trimmed):
+    """The fast forward runs the model's graph with its variables frozen into constants: the same logits as the
+    model's own eval-mode call, before any training step moves the weights."""
+    mod = runner_module("tf")
+    runner = mod.runner(trimmed, source="spec", mode="fast", device="cpu", batch=BATCH, train=False)
+    assert "frozen" in runner.notes
+    expected = runner.model(runner._x, training=False).numpy()
+    actual = runner._predict(runner._x).numpy()
+    scale = np.abs(expected).max()
+    assert actual.shape == expected.shape == (BATCH, 10) and scale > 0
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale)
+
+
 @pytest.mark.parametrize("key", KEYS)
 def test_bf16_runner_computes_in_bf16_and_reports_its_logits_against_fp32(key, trimmed, monkeypatch):
     """The bf16 path is the fast one computing in bfloat16: its logits differ from fp32's (so bf16 really ran) by
