@@ -1,7 +1,7 @@
 """A hand-written torchvision GoogLeNet in plain PyTorch: ``googlenet-suite bench`` times it beside the
 spec-built model (to show that building from the spec costs nothing at run time), and the tests use it as
-an independent reference with torchvision's module names. :func:`handwritten` picks the hand-written network of
-a variant from ``REFERENCES`` (Inception v3's are in ``handwritten_inception.py``).
+an independent reference with torchvision's module names. ``references.py`` picks the hand-written network of a
+variant (Inception v3's are in ``handwritten_inception.py``).
 """
 
 from __future__ import annotations
@@ -9,11 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-import shared_spec
-from shared_spec.protocol import handwritten_reference
-
-from .builder import resolve_device
 
 SEED = 0
 # --------------------------------------------------------------------------- the hand-written model
@@ -179,25 +174,3 @@ class GoogLeNet(nn.Module):
         x = self.dropout(x)
         x = self.fc(x)  # N x num_classes
         return (x, aux2, aux1) if with_aux else x
-
-
-def _inception_v3(spec: shared_spec.Spec, *, fid: bool = False) -> nn.Module:
-    from .handwritten_inception import Inception3  # imported here: it builds on this module's BasicConv2d
-
-    return Inception3(spec.num_classes, fid=fid)
-
-
-#: variant -> its hand-written network, for ``spec``'s classes (and input channels): what ``bench --handwritten``
-#: pairs with the spec-built model
-REFERENCES = {
-    "googlenet": lambda spec: GoogLeNet(num_classes=spec.num_classes, in_channels=spec.in_channels),
-    "inception-v3": _inception_v3,  # torchvision's Inception3 (handwritten_inception.py)
-    "inception-v3-fid": lambda spec: _inception_v3(spec, fid=True),  # pytorch-fid's FID network
-}
-
-
-def handwritten(spec: shared_spec.Spec, *, device: str = "auto") -> nn.Module:
-    """The hand-written network of ``spec``'s variant (``REFERENCES``) for its classes, on ``device``; a variant
-    without one is refused (``shared_spec.ContractError``, one line)."""
-    build = handwritten_reference("PyTorch", REFERENCES, spec)
-    return build(spec).to(resolve_device(device))
