@@ -17,7 +17,8 @@ Sections, each with its own time guard so the whole run stays under 8 minutes on
 5. OUT/gpu_check.json (every figure) and OUT/gpu_check.md (its tables), the markdown printed.
 
 ``--cpu`` runs all of it on the CPU with tiny sizes (the files have the same sections), so the tests can
-run it anywhere; ``--quick`` cuts repeats (and, on the CPU, torch.compile). Exit 0 when every equivalence
+run it anywhere; ``--quick`` cuts repeats (and, on the CPU, torch.compile); ``--variant NAME`` runs every
+section on that variant instead of googlenet and d2l (Inception v3: 299x299 on the GPU, 75x75 with ``--cpu``). Exit 0 when every equivalence
 check passes, 1 when one fails or the check cannot run here (a missing package, no CUDA device: one line
 naming it), 2 for a bad option or an --out that cannot be made.
 
