@@ -234,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "intra-op threads)")
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     p.add_argument("--handwritten", action=argparse.BooleanOptionalAction,
-                   help="also the hand-written reference models (googlenet), timed against the spec-built ones")
+                   help="also the hand-written reference models (googlenet; Inception v3: torchvision's and "
+                        "pytorch-fid's in torch, keras.applications' in Keras, the model zoo's in Gluon), timed "
+                        "against the spec-built ones")
     p.add_argument("--exports", action=argparse.BooleanOptionalAction,
                    help="onnxruntime rows for each framework's ONNX export beside the spec-built graph")
     p.add_argument("--plot", metavar="FILE.png")

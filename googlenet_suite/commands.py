@@ -296,7 +296,7 @@ def cmd_gpu_check(args) -> int:
     """The PyTorch builder on CUDA against the CPU, Keras's other backends, a torch benchmark (--cpu: rehearsed)."""
     from . import gpu_check
 
-    return gpu_check.execute(Path(args.out), cpu=args.cpu, quick=args.quick)
+    return gpu_check.execute(Path(args.out), cpu=args.cpu, quick=args.quick, variant=args.variant)
 
 
 def _train_errors():

@@ -1,6 +1,7 @@
 """``googlenet-suite bench`` for MXNet Gluon: the runner, and a hand-written GoogLeNet.
 
-The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written model in ``handwritten.py``.
+The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written models in ``handwritten.py``
+(``HANDWRITTEN``: variant -> its hand-written network).
 Both sources go through the same runner code, so spec-built / hand-written time measures the models only.
 
 - plain: imperative Gluon (not hybridized): ``net(x)``, ``autograd.record()``, ``loss.backward()``,
@@ -35,6 +36,7 @@ from shared_spec.protocol import against_fp32, bench_model, best_gflops, check_b
 
 from .builder import build
 from .builder import context as resolve_device
+from .handwritten import REFERENCES as HANDWRITTEN  # noqa: F401  (the worker reads it)
 from .handwritten import handwritten
 
 LR = 0.01

@@ -1,12 +1,18 @@
-"""The fast-mode candidates ``bench`` chose between for MXNet on a CPU (batch 8, googlenet, 224): imperative,
-``hybridize(static_alloc, static_shape)`` and, on top, ``optimize_for(backend="MKLDNN")`` (MXNet 1.9's oneDNN
-subgraph fusion), eval forward. Median images/s of a few calls after two warm-ups.
-Run: ``python -m impl_mxnet.fast_modes [--repeats N]``.
+"""The fast-mode candidates ``bench`` chose between for MXNet on a CPU (googlenet, 224, batch 8, eval forward), timed
+A/B in one process: rounds of a few calls of each candidate and of the bench's peak convolution in turn, the order
+reversed every other round (``shared_spec.protocol.interleaved_medians``), so that a shared machine's load hits
+each alike. Prints, per candidate, the median over the rounds of its images/s, of its share of the peak
+convolution's GFLOP/s in the same round and of its speed-up over the first candidate in the same round, with
+their ranges. Run: ``python -m impl_mxnet.fast_modes [--candidates a,b] [--rounds N] [--per-round N]``.
+
+Candidates: ``imperative``; ``hybridize`` (``static_alloc=True, static_shape=True``, the fast mode); ``mkldnn``:
+that and ``optimize_for(backend="MKLDNN")`` on top (MXNet 1.9's oneDNN subgraph fusion).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 import mxnet as mx
 import numpy as np
@@ -17,36 +23,59 @@ from shared_spec import protocol
 import impl_mxnet
 
 BATCH = 8
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def rate(call, repeats: int) -> float:
-    return protocol.images_per_s(call, BATCH, repeats)
-
-
-def mxnet_forward(spec, repeats: int) -> dict[str, float]:
-    x = mx.nd.array(np.random.default_rng(0).standard_normal((BATCH, *spec.input_shape)), dtype=np.float32)
-    out = {}
+def _hybridized(spec, x, *, fused: bool):
     net = impl_mxnet.build(spec, device="cpu", seed=0)
-    out["imperative"] = rate(lambda: net(x).wait_to_read(), repeats)
     net.hybridize(static_alloc=True, static_shape=True)
-    out["hybridize(static)"] = rate(lambda: net(x).wait_to_read(), repeats)
-    fused = impl_mxnet.build(spec, device="cpu", seed=0)
-    fused.hybridize(static_alloc=True, static_shape=True)
-    fused.optimize_for(x, backend="MKLDNN", static_alloc=True, static_shape=True)
-    out["hybridize + optimize_for(MKLDNN)"] = rate(lambda: fused(x).wait_to_read(), repeats)
-    return out
+    if fused:
+        net.optimize_for(x, backend="MKLDNN", static_alloc=True, static_shape=True)
+    return net
 
+
+CANDIDATES = {
+    "imperative": lambda spec, x: impl_mxnet.build(spec, device="cpu", seed=0),
+    "hybridize": lambda spec, x: _hybridized(spec, x, fused=False),
+    "mkldnn": lambda spec, x: _hybridized(spec, x, fused=True),
+}
+
+
+def forward_calls(spec, names: list[str]) -> dict:
+    x = mx.nd.array(np.random.default_rng(0).standard_normal((BATCH, *spec.input_shape)), dtype=np.float32)
+    nets = {name: CANDIDATES[name](spec, x) for name in names}
+    return {name: (lambda net=net: net(x).wait_to_read()) for name, net in nets.items()}
+
+
+def peak_call():
+    """The bench's peak convolution (``protocol.PEAK_CONV``, as ``bench.peak_gflops`` times it)."""
+    batch, channels, side = protocol.PEAK_CONV
+    rng = np.random.default_rng(0)
+    x = mx.nd.array(rng.standard_normal((batch, channels, side, side)), dtype=np.float32)
+    w = mx.nd.array(rng.standard_normal((channels, channels, 3, 3)), dtype=np.float32)
+    return lambda: mx.nd.Convolution(x, w, kernel=(3, 3), pad=(1, 1), num_filter=channels,
+                                     no_bias=True).wait_to_read()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--candidates", default="hybridize,mkldnn",
+                        help=f"comma-separated, the first the baseline: {','.join(CANDIDATES)}")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--per-round", type=int, default=4)
     args = parser.parse_args()
+    names = args.candidates.split(",")
+    if set(names) - set(CANDIDATES):
+        parser.error(f"--candidates: unknown {', '.join(sorted(set(names) - set(CANDIDATES)))}; known: "
+                     f"{', '.join(CANDIDATES)}")
     spec = shared_spec.load("googlenet")
-    for title, result in (("MXNet eval forward", mxnet_forward(spec, args.repeats)),):
-        base = next(iter(result.values()))
-        for name, value in result.items():
-            print(f"{title}, batch {BATCH}: {name:34s} {value:6.2f} img/s  ({value / base:.2f}x)")
+    calls = {**forward_calls(spec, names), "peak": peak_call()}
+    load_before = os.getloadavg()[0]
+    medians = protocol.interleaved_medians(calls, rounds=args.rounds, per_round=args.per_round)
+    print(f"mxnet {mx.__version__}, load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}; googlenet eval "
+          f"forward, batch {BATCH}, {args.rounds} rounds x {args.per_round} calls; median [min, max] over the rounds")
+    print("\n".join(protocol.ab_report(medians, flops=2 * shared_spec.analyze(spec).macs, batch=BATCH, peak="peak",
+                                     cores=CORES)))
 
 
 if __name__ == "__main__":

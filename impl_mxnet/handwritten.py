@@ -1,5 +1,6 @@
 """A hand-written torchvision GoogLeNet in plain Gluon: ``googlenet-suite bench`` times it beside the
-spec-built model, and the tests use it as an independent reference.
+spec-built model, and the tests use it as an independent reference. :func:`handwritten` picks the hand-written
+network of a variant from ``REFERENCES``: MXNet's model-zoo ``inception_v3`` for ``inception-v3-gluon``.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import mxnet as mx
 from mxnet.gluon import nn
 
 import shared_spec
+from shared_spec.protocol import handwritten_reference
 
 from .builder import context as resolve_device
 
@@ -104,13 +106,33 @@ class GoogLeNet(nn.HybridBlock):
         return self.fc(self.dropout(x))                       # N x num_classes
 
 
-def handwritten(spec: shared_spec.Spec, *, device: str = "auto") -> GoogLeNet:
-    """The hand-written GoogLeNet for ``spec``'s classes and input channels, initialised on ``device``:
-    normal(0, 0.01) weights (torchvision's trunc_normal at +-200 std), zero biases, BN 1/0/0/1."""
+def inception_v3_gluon(spec: shared_spec.Spec) -> nn.HybridBlock:
+    """MXNet's model-zoo Inception v3 (``mxnet.gluon.model_zoo.vision.inception_v3``, untrained): the
+    ``inception-v3-gluon`` variant's network. Its head is a fixed 8x8 average pool, so it needs 299x299 (the
+    variant's minimum); its convolutions infer their input channels at the first call."""
+    from mxnet.gluon.model_zoo import vision
+
+    return vision.inception_v3(classes=spec.num_classes)
+
+
+#: variant -> its hand-written network, for ``spec``'s classes (and input channels): what ``bench --handwritten``
+#: pairs with the spec-built model
+REFERENCES = {
+    "googlenet": lambda spec: GoogLeNet(num_classes=spec.num_classes, in_channels=spec.in_channels),
+    "inception-v3-gluon": inception_v3_gluon,
+}
+
+
+def handwritten(spec: shared_spec.Spec, *, device: str = "auto") -> nn.HybridBlock:
+    """The hand-written network of ``spec``'s variant (``REFERENCES``), initialised on ``device``: normal(0, 0.01)
+    weights (torchvision's trunc_normal at +-200 std), zero biases, BN 1/0/0/1, every shape known (one call on
+    zeros where a layer infers its input channels); a variant without one is refused
+    (``shared_spec.ContractError``, one line)."""
+    build = handwritten_reference("MXNet", REFERENCES, spec)
     ctx = resolve_device(device)
-    net = GoogLeNet(num_classes=spec.num_classes, in_channels=spec.in_channels)
+    net = build(spec)
     mx.random.seed(SEED)
     net.initialize(mx.init.Normal(0.01), ctx=ctx)
+    if any(0 in p.shape for p in net.collect_params().values()):  # deferred: the shapes come with a first call
+        net(mx.nd.zeros((1, *spec.input_shape), ctx=ctx)).wait_to_read()
     return net
-
-

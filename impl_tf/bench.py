@@ -1,6 +1,7 @@
 """``googlenet-suite bench`` for Keras 3 (TensorFlow): the runner, and a hand-written GoogLeNet.
 
-The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written model in ``handwritten.py``.
+The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written models in ``handwritten.py``
+(``HANDWRITTEN``: variant -> its hand-written network).
 Both sources go through the same runner code, so spec-built / hand-written time measures the models only.
 The models are channels-last (N x H x W x C), as Keras prefers; inputs are made in that layout.
 
@@ -9,8 +10,10 @@ The models are channels-last (N x H x W x C), as Keras prefers; inputs are made 
 - fast: the same forward and training step inside ``tf.function`` without XLA: a graph on TF's oneDNN
   kernels, faster on a CPU than XLA's code (``python -m impl_tf.fast_modes``, googlenet at batch 8 on the 2-core
   AVX-512 CPU: forward 115 img/s in the graph against 63 with XLA, training step 33.6 against 8.6; on the
-  earlier CPU without AVX-512 the training step 7.15 against 4.04). Tracing happens while the runner is
-  created (``setup_s``), never in the timed calls.
+  earlier CPU without AVX-512 the training step 7.15 against 4.04). The forward's graph is frozen (its
+  variables made constants, 1.11x the unfrozen graph: docs/benchmarks.md, "Closing the gap"), so it computes
+  with the weights of the runner's start. Tracing happens while the runner is created (``setup_s``), never in
+  the timed calls.
 - bf16: fast with the model built under Keras's ``mixed_bfloat16`` policy (fp32 variables, bf16
   computation) and given the fp32 model's weights, where the CPU has AVX512_BF16 or AMX; ``precision``
   holds its logits against the fp32 model's on the same batch.
@@ -30,6 +33,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # noqa: E402
 
 import shared_spec  # noqa: E402
 from shared_spec import protocol  # noqa: E402
@@ -38,6 +42,7 @@ from shared_spec.protocol import (against_fp32, bench_model, best_gflops, check_
                                   check_bf16_path, compile_now, cpu_has_bf16)
 
 from .builder import build  # noqa: E402
+from .handwritten import REFERENCES as HANDWRITTEN  # noqa: E402,F401  (the worker reads it)
 from .handwritten import handwritten, resolve_device  # noqa: E402
 
 LR = 0.01
@@ -87,10 +92,11 @@ class Runner:
             self._predict, self._step = predict, step
             self.notes = "eager, fp32, NHWC"
             return
-        # graphs without XLA: TF's oneDNN kernels beat XLA's CPU code (python -m impl_tf.fast_modes; module docstring)
-        self._predict = tf.function(predict, jit_compile=False)
+        # graphs without XLA: TF's oneDNN kernels beat XLA's CPU code (python -m impl_tf.fast_modes; module docstring);
+        # the forward's graph frozen: its weights as constants that grappler folds
+        self._predict = _frozen(predict, self._x, target)
         self._step = tf.function(step, jit_compile=False)
-        self.notes = "tf.function (graph, no XLA)" + (", mixed_bfloat16" if mode == "bf16" else "")
+        self.notes = "tf.function (graph, no XLA), the forward frozen" + (", mixed_bfloat16" if mode == "bf16" else "")
         if reference is not None:  # mode bf16: the fp32 model, before the training step at setup moves the weights
             compile_now(self, False, "tf.function")
             with tf.device(target):
@@ -113,6 +119,17 @@ class Runner:
 
     def peak_gpu_bytes(self) -> int | None:
         return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "gpu" else None
+
+
+def _frozen(predict, x: tf.Tensor, target: str):
+    """``predict`` traced for ``x``'s shape and frozen (``convert_variables_to_constants_v2``): the variables
+    become constants, so grappler folds BatchNorm's arithmetic into the convolutions' weights once, instead of at
+    every call (googlenet's forward at batch 8, 1.11x the unfrozen graph: docs/benchmarks.md, "Closing the gap").
+    It computes with the weights it was frozen with: the bench times the forward before any training step."""
+    with tf.device(target):
+        concrete = tf.function(predict).get_concrete_function(tf.TensorSpec(x.shape, x.dtype))
+        frozen = convert_variables_to_constants_v2(concrete)
+    return lambda x: tf.nest.flatten(frozen(x))[0]
 
 
 def set_threads(intra: int, inter: int) -> dict[str, int]:

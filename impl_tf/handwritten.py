@@ -1,6 +1,7 @@
 """A hand-written torchvision GoogLeNet as a plain Keras functional model (TensorFlow backend):
 ``googlenet-suite bench`` times it beside the spec-built model, and the tests use it as an independent
-reference.
+reference. :func:`handwritten` picks the hand-written network of a variant from ``REFERENCES``:
+``keras.applications.InceptionV3`` for ``inception-v3-keras``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
 import shared_spec  # noqa: E402
+from shared_spec.protocol import handwritten_reference  # noqa: E402
 
 from .builder import _resolve_device  # noqa: E402
 
@@ -104,11 +106,27 @@ def googlenet(num_classes: int = 1000, input_shape=(224, 224, 3), dropout: float
     return keras.Model(inputs, outputs, name="googlenet_handwritten")
 
 
+def inception_v3_keras(spec: shared_spec.Spec) -> keras.Model:
+    """Keras's own Inception v3 (``keras.applications.InceptionV3``, untrained): the ``inception-v3-keras``
+    variant's network (BatchNorm without gamma, ``'same'`` branch pools that do not count the padding). Its
+    network differs from torchvision's (``inception-v3``) and pytorch-fid's, so it is no reference for them."""
+    return keras.applications.InceptionV3(weights=None, classifier_activation=None, classes=spec.num_classes,
+                                          input_shape=(*spec.input_size, spec.in_channels))
+
+
+#: variant -> its hand-written network, for ``spec``'s classes, channels and input size: what ``bench
+#: --handwritten`` pairs with the spec-built model
+REFERENCES = {
+    "googlenet": lambda spec: googlenet(spec.num_classes, (*spec.input_size, spec.in_channels)),
+    "inception-v3-keras": inception_v3_keras,
+}
+
+
 def handwritten(spec: shared_spec.Spec, *, device: str = "auto") -> keras.Model:
-    """The hand-written GoogLeNet for ``spec``'s classes, channels and input size, on ``device``."""
+    """The hand-written network of ``spec``'s variant (``REFERENCES``) on ``device``; a variant without one is
+    refused (``shared_spec.ContractError``, one line)."""
+    build = handwritten_reference("Keras", REFERENCES, spec)
     target = resolve_device(device)
     keras.utils.set_random_seed(SEED)
     with tf.device(target):
-        return googlenet(spec.num_classes, (*spec.input_size, spec.in_channels))
-
-
+        return build(spec)

@@ -1,6 +1,7 @@
 """``googlenet-suite bench`` for PyTorch: the runner, and a hand-written torchvision GoogLeNet.
 
-The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written model in ``handwritten.py``.
+The runner protocol is in :mod:`googlenet_suite.bench.worker`; the hand-written models in ``references.py``
+(``HANDWRITTEN``: variant -> its hand-written network).
 Both sources go through the same runner code, so spec-built / hand-written time measures the models only.
 
 - plain: eager fp32 in NCHW, ``torch.no_grad()`` for inference, ``torch.optim.SGD`` for training,
@@ -33,7 +34,8 @@ from shared_spec.protocol import against_fp32, bench_model, best_gflops, check_b
 
 from .api import import_weights
 from .builder import build, resolve_device
-from .handwritten import handwritten
+from .references import REFERENCES as HANDWRITTEN  # noqa: F401  (the worker reads it)
+from .references import handwritten
 
 LR = 0.01
 SEED = 0

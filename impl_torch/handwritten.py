@@ -1,6 +1,7 @@
 """A hand-written torchvision GoogLeNet in plain PyTorch: ``googlenet-suite bench`` times it beside the
 spec-built model (to show that building from the spec costs nothing at run time), and the tests use it as
-an independent reference with torchvision's module names.
+an independent reference with torchvision's module names. ``references.py`` picks the hand-written network of a
+variant (Inception v3's are in ``handwritten_inception.py``).
 """
 
 from __future__ import annotations
@@ -8,10 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-import shared_spec
-
-from .builder import resolve_device
 
 SEED = 0
 # --------------------------------------------------------------------------- the hand-written model
@@ -177,10 +174,3 @@ class GoogLeNet(nn.Module):
         x = self.dropout(x)
         x = self.fc(x)  # N x num_classes
         return (x, aux2, aux1) if with_aux else x
-
-
-def handwritten(spec: shared_spec.Spec, *, device: str = "auto") -> GoogLeNet:
-    """The hand-written GoogLeNet for ``spec``'s classes and input channels, on ``device``."""
-    return GoogLeNet(num_classes=spec.num_classes, in_channels=spec.in_channels).to(resolve_device(device))
-
-

@@ -102,15 +102,25 @@ def conv_flops() -> float:
     return 2 * batch * channels * channels * 9 * side * side
 
 
+def handwritten_reference(framework: str, references: dict[str, Callable], spec: Spec) -> Callable:
+    """The constructor of the hand-written network of ``spec``'s variant from a framework's ``references``
+    table (variant -> constructor); a variant without one is refused in one line naming those there are."""
+    if spec.variant not in references:
+        raise ContractError(f"{framework} has no hand-written reference for variant {spec.variant!r} (it has one for "
+                            f"{', '.join(references)}). {_received('variant', spec.variant)}")
+    return references[spec.variant]
+
+
 def check_handwritten(spec: Spec, params: int) -> None:
-    """The hand-written model is torchvision's GoogLeNet: refuse a spec it is not (a ratio would be meaningless)."""
+    """The hand-written model is the variant's network without aux heads: refuse a spec it is not (loaded with
+    aux heads or other input channels; a ratio would be meaningless)."""
     from .oracle import analyze
 
     expected = analyze(spec).params
     if spec.aux_logits or params != expected:
-        raise RuntimeError(f"the hand-written model is torchvision's GoogLeNet without aux heads "
-                           f"({params:,} parameters); variant {spec.variant!r} has {expected:,}"
-                           f"{' and aux heads' if spec.aux_logits else ''}: not the same network")
+        raise RuntimeError(f"the hand-written {spec.variant} model has {params:,} parameters and no aux heads; "
+                           f"the variant as loaded has {expected:,}{' and aux heads' if spec.aux_logits else ''}: "
+                           f"not the same network")
 
 
 def bench_model(spec: Spec, source: str, *, build: Callable[[Spec], object], handwritten: Callable[[Spec], object],
@@ -156,7 +166,7 @@ class EpochStats:
 __all__ = [
     "BENCH_MODES", "BENCH_SOURCES", "EpochStats", "PEAK_CONV", "PEAK_MATMUL", "PEAK_REPEATS", "TRAIN_WORK",
     "against_fp32", "bench_model", "best_gflops", "check_bench_options", "check_bf16_path", "check_handwritten",
-    "compile_now", "conv_flops", "cpu_has_bf16",
+    "compile_now", "conv_flops", "cpu_has_bf16", "ab_report", "handwritten_reference", "images_per_s", "interleaved_medians",
 ]
 
 
@@ -171,3 +181,57 @@ def images_per_s(call: Callable[[], object], batch: int, repeats: int, *, warmup
         call()
         times.append(time.perf_counter() - start)
     return batch / float(np.median(times))
+
+
+def interleaved_medians(calls: dict[str, Callable[[], object]], *, rounds: int, per_round: int,
+                        warmup: int = 2) -> dict[str, dict[str, list[float]]]:
+    """A/B comparison on a shared machine: ``rounds`` rounds, each timing ``per_round`` calls of every candidate
+    in turn (the order reversed every other round, a b, b a, ...), so that load from other processes hits each
+    alike; per candidate, the median wall seconds (``"wall"``) and the median CPU seconds of this process, all
+    its threads (``"cpu"``), of a call in each round. Compare candidates round by round (the ratio within a
+    round cancels the load of the moment) and report the spread over the rounds, as the fast-mode scripts do.
+    CPU time counts the work, not the waits for a core another process holds: on a busy machine it is the steadier
+    figure, though it does not see a candidate that leaves cores idle (wall time does)."""
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    medians: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in calls}
+    order = list(calls)
+    for index in range(rounds):
+        for name in (order if index % 2 == 0 else order[::-1]):
+            wall, cpu = [], []
+            for _ in range(per_round):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                calls[name]()
+                wall.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
+            medians[name]["wall"].append(float(np.median(wall)))
+            medians[name]["cpu"].append(float(np.median(cpu)))
+    return medians
+
+
+def ab_report(medians: dict[str, dict[str, list[float]]], *, flops: float, batch: int, peak: str,
+              cores: int) -> list[str]:
+    """The lines the fast-mode scripts print from :func:`interleaved_medians`: per candidate (the first is the
+    baseline; ``peak`` names the peak kernel timed among them, ``flops`` the work of one image), by wall time and
+    by CPU time over ``cores`` (the rate had the process had its cores to itself): the median over the rounds of
+    its images/s, of its GFLOP/s as a share of the peak kernel's in the same round, and of its speed-up over
+    the baseline in the same round, each with its range over the rounds."""
+    def spread(values: list[float], unit: str = "", scale: float = 1.0) -> str:
+        return (f"{scale * float(np.median(values)):7.2f}{unit} [{scale * min(values):.2f}, "
+                f"{scale * max(values):.2f}]")
+
+    names = [name for name in medians if name != peak]
+    lines = []
+    for clock, per in (("wall", 1.0), ("cpu", 1.0 / cores)):
+        peak_gflops = [conv_flops() / (t * per) / 1e9 for t in medians[peak][clock]]
+        base = medians[names[0]][clock]
+        lines.append(f" by {clock} time{f' / {cores} cores' if clock == 'cpu' else ''}:")
+        lines.append(f"  {peak:18s} {spread(peak_gflops)} GFLOP/s (the peak kernel: a 3x3 convolution {PEAK_CONV})")
+        for name in names:
+            rates = [batch / (t * per) for t in medians[name][clock]]
+            shares = [flops * rate / 1e9 / p for rate, p in zip(rates, peak_gflops)]
+            speedups = [b / t for b, t in zip(base, medians[name][clock])]
+            lines.append(f"  {name:18s} {spread(rates)} img/s   {spread(shares, '%', 100)} of the peak   "
+                         f"{spread(speedups, 'x')} of {names[0]}")
+    return lines

@@ -171,8 +171,66 @@ def test_ratio_reports_a_real_overhead():
 @pytest.mark.parametrize("source", ["spec", "hand"])
 @pytest.mark.parametrize("key", KEYS)
 def test_plain_runner_runs_eval_forward_and_a_training_step(key, source):
+    _check_plain_runner(key, tiny(), source)
+
+
+#: each framework's hand-written Inception v3 (``REFERENCES`` in impl_<key>/handwritten.py) and the parameters its
+#: library publishes (Keras's: the trainable ones)
+V3_REFERENCES = [pytest.param("torch", "inception-v3", 23_834_568, marks=pytest.mark.torch),
+                 pytest.param("torch", "inception-v3-fid", 23_850_960, marks=pytest.mark.torch),
+                 pytest.param("tf", "inception-v3-keras", 23_817_352, marks=pytest.mark.tf),
+                 pytest.param("mxnet", "inception-v3-gluon", 23_834_568, marks=pytest.mark.mxnet)]
+
+
+def v3_spec(variant: str) -> shared_spec.Spec:
+    """75x75, the smallest input, where the network allows it; the model zoo's fixed 8x8 head pool needs 299."""
+    return shared_spec.load(variant, **({} if variant == "inception-v3-gluon" else {"input_size": (75, 75)}))
+
+
+@pytest.mark.parametrize(("key", "variant", "published"), V3_REFERENCES)
+def test_inception_v3_handwritten_is_the_variants_network_and_runs(key, variant, published):
+    """The reference bench pairs with the spec-built Inception v3 has the oracle's (and its library's) parameter
+    count, and the plain runner runs it: forward, then a training step that moves weights and statistics."""
     mod = runner_module(key)
-    runner = mod.runner(tiny(), source=source, mode="plain", device="cpu", batch=BATCH, train=True)
+    spec = v3_spec(variant)
+    assert variant in mod.HANDWRITTEN
+    assert param_count(key, mod.handwritten(spec, device="cpu")) == shared_spec.analyze(spec).params == published
+    _check_plain_runner(key, spec, "hand")
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_handwritten_refuses_a_variant_it_has_no_reference_for_in_one_line(key):
+    mod = runner_module(key)
+    assert "googlenet" in mod.HANDWRITTEN and "d2l" not in mod.HANDWRITTEN
+    with pytest.raises(shared_spec.InputError) as info:
+        mod.handwritten(shared_spec.load("d2l"), device="cpu")
+    message = str(info.value)
+    assert "no hand-written reference for variant 'd2l'" in message and "googlenet" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_a_variant_without_a_hand_written_reference_has_spec_rows_and_a_note():
+    """The session asks every framework for ``hand``; the measuring process keeps it only where the framework's
+    ``HANDWRITTEN`` table has the variant, and says so in the result's notes."""
+    from types import SimpleNamespace
+
+    from googlenet_suite.bench import worker
+
+    module = SimpleNamespace(HANDWRITTEN={"googlenet": None, "inception-v3-keras": None})
+    job = worker.Measure("tf", shared_spec.load("inception-v3"), ("spec", "hand"), "plain", 1, "cpu", False,
+                         worker.Threads(1), timing.Timing())
+    assert worker._sources(module, job) == ("spec",)
+    assert worker._notes(module, job) == ["tf has no hand-written inception-v3 (it has googlenet, "
+                                          "inception-v3-keras): spec-built rows only"]
+    keras_job = worker.Measure("tf", shared_spec.load("inception-v3-keras"), ("spec", "hand"), "plain", 1, "cpu",
+                               False, worker.Threads(1), timing.Timing())
+    assert worker._sources(module, keras_job) == ("spec", "hand") and worker._notes(module, keras_job) == []
+    assert worker._sources(SimpleNamespace(), job) == ("spec",)  # onnxruntime: no HANDWRITTEN at all
+
+
+def _check_plain_runner(key: str, spec: shared_spec.Spec, source: str) -> None:
+    mod = runner_module(key)
+    runner = mod.runner(spec, source=source, mode="plain", device="cpu", batch=BATCH, train=True)
     assert runner.device == "cpu" and runner.notes and isinstance(runner.notes, str)
     weights, stats = trainable(key, runner.model), running_means(key, runner.model)
     runner.forward()
@@ -202,6 +260,20 @@ def test_fast_runner_compiles_at_setup_and_runs(key, trimmed):
         runner.train_step()
         assert changed(weights, trainable(key, runner.model))
         assert runner.peak_gpu_bytes() is None
+
+
+@pytest.mark.tf
+def test_keras_fast_forward_is_the_frozen_graph_of_the_models_own_forward(trimmed):
+    """The fast forward runs the model's graph with its variables frozen into constants: the same logits as the
+    model's own eval-mode call, before any training step moves the weights."""
+    mod = runner_module("tf")
+    runner = mod.runner(trimmed, source="spec", mode="fast", device="cpu", batch=BATCH, train=False)
+    assert "frozen" in runner.notes
+    expected = runner.model(runner._x, training=False).numpy()
+    actual = runner._predict(runner._x).numpy()
+    scale = np.abs(expected).max()
+    assert actual.shape == expected.shape == (BATCH, 10) and scale > 0
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale)
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -564,6 +636,33 @@ def test_cli_bench_json_and_plot(capsys, tmp_path):
     assert sorted(data["peaks_gflops"]) == sorted(keys) and all(p["float32"] > 0 for p in data["peaks_gflops"].values())
     table = bench.render_result(data, "table")
     assert "spec-built / hand-written" in table and "hand-written" in table and "% limit" in table
+
+
+@pytest.mark.cross
+@pytest.mark.parametrize("variant", ["inception-v3"])  # a variant outside the core: the matrix tier
+def test_cli_bench_pairs_inception_v3_with_each_frameworks_own_reference(capsys, variant):
+    """torch times its hand-written torchvision Inception3 beside the spec-built model; Keras has only
+    ``keras.applications.InceptionV3``, which is ``inception-v3-keras``'s network, not this one: spec rows and a
+    note."""
+    keys = [key for key in ("torch", "tf") if key in _installed()]
+    if "torch" not in keys:
+        pytest.skip("torch is not installed")
+    code = main(["bench", variant, "--input-size", "75", "75", "--batch", str(BATCH), "--repeats", "1", "--warmup",
+                 "0", "--time-budget", "0", "--mode", "plain", "--format", "json", "--handwritten",
+                 "--frameworks", ",".join(keys)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    rows = data["rows"]
+    assert sorted((r["framework"], r["source"]) for r in rows) == sorted(
+        [("torch", "spec"), ("torch", "hand")] + [("tf", "spec")] * ("tf" in keys))
+    assert all("error" not in r and r["variant"] == variant and r["forward"]["images_per_s"] > 0 for r in rows)
+    (ratio,) = data["spec_vs_hand"]
+    assert ratio["framework"] == "torch" and ratio["forward"] > 0 and ratio["train"] > 0
+    if "tf" in keys:
+        assert data["notes"] == ["tf has no hand-written inception-v3 (it has googlenet, inception-v3-keras): "
+                                 "spec-built rows only"]
+        assert "spec-built rows only" in bench.render_result(data, "markdown")
 
 
 @pytest.mark.parametrize("bad", [["--batch", "0"], ["--batch", "2", "0"], ["--plot", "x.jpg"], ["--repeats", "0"],

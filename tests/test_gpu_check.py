@@ -134,6 +134,47 @@ def test_markdown_has_the_tables(cpu_run):
     assert "not applicable" in markdown
 
 
+@pytest.mark.matrix  # a second whole rehearsal: the default run has the first
+@pytest.mark.parametrize("variant", ["inception-v3"])
+def test_cpu_quick_run_of_an_inception_v3_variant(variant, tmp_path):
+    """``--variant``: every section on that variant, on the CPU at its smallest input (75x75), through the
+    command's door; the aux head needs 299x299, so the training step runs without it."""
+    proc = _run("--cpu", "--quick", "--variant", variant, "--out", str(tmp_path), entry="command")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["mode"] == {"cpu": True, "quick": True, "variant": variant}
+    assert report["verdict"] == "PASS" and report["failures"] == []
+    eq = report["torch_equivalence"]
+    assert [(r["variant"], r["overrides"], r["status"]) for r in eq["variants"]] == [
+        (variant, "input_size=75x75", "pass")]
+    assert eq["variants"][0]["layers_compared"] > 90 and eq["variants"][0]["logits_max_abs_diff"] <= 1e-4
+    step = eq["train_step"]
+    assert (step["variant"], step["status"]) == (variant, "pass") and step["input"] == [2, 3, 75, 75]
+    assert "aux_logits" not in step["overrides"] and "dropout=0.0" in step["overrides"]
+    for backend, entry in report["keras"]["backends"].items():
+        assert entry["status"] in ("pass", "skipped"), (backend, entry)
+        for case in entry["cases"]:  # calibrated logits of O(100): the harness's rule, relative above 1
+            assert case["variant"] == variant and case["logits_relative_diff"] <= 1e-4, case
+            assert case["logits_relative_diff"] == case["logits_max_abs_diff"] / max(1.0, case["logit_scale"])
+    bench = report["bench"]
+    assert bench["variant"] == variant and bench["input"] == [3, 75, 75]
+    assert bench["batches"] == [2]  # 1x1 maps at the end: BatchNorm cannot train on one image
+    assert bench["rows"] and all(row["status"] == "ok" for row in bench["rows"]), bench["rows"]
+    assert all(t["reason"] == "--cpu run" for t in report["targets"].values())
+    assert f"--variant {variant}" in (tmp_path / "gpu_check.md").read_text()
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_an_unknown_variant_exits_2_with_one_line_and_writes_nothing(entry, tmp_path):
+    proc = _run("--cpu", "--quick", "--variant", "inception-v4", "--out", str(tmp_path / "out"), entry=entry,
+                timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown variant 'inception-v4'" in lines[0] and "inception-v3" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("entry", sorted(ENTRIES))
 @pytest.mark.parametrize("args", [["--bogus"], ["--out"], ["--cpu", "extra"]])
 def test_bad_option_exits_2_with_one_line(args, entry, tmp_path):

@@ -12,7 +12,7 @@ machine's limit beside every figure and a flag on every figure the machine's noi
 from shared_spec import contract, protocol
 
 from .report import plot, render_result
-from .session import HAND_WRITTEN_VARIANT, PRESETS, RATIO_LIMIT, run
+from .session import PRESETS, RATIO_LIMIT, run
 from .timing import Timing, autorange, paired_ratio
 from .worker import EXPORT, PeakProtocol, Threads
 
@@ -20,5 +20,5 @@ SOURCES = protocol.BENCH_SOURCES
 MODES = protocol.BENCH_MODES
 DEVICES = contract.DEVICES
 
-__all__ = ["DEVICES", "EXPORT", "HAND_WRITTEN_VARIANT", "MODES", "PRESETS", "PeakProtocol", "RATIO_LIMIT", "SOURCES",
+__all__ = ["DEVICES", "EXPORT", "MODES", "PRESETS", "PeakProtocol", "RATIO_LIMIT", "SOURCES",
            "Threads", "Timing", "autorange", "paired_ratio", "plot", "render_result", "run"]

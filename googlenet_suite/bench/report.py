@@ -85,6 +85,8 @@ def render_result(result: dict, fmt: str) -> str:
                     f"stand (see each row's warnings; rerun on a quiet machine)", *warnings]
     if warnings:
         text += "\n" + render.render_table("warnings", ["warning"], [[w] for w in warnings], fmt)
+    if result.get("notes"):
+        text += "\n" + render.render_table("notes", ["note"], [[n] for n in result["notes"]], fmt)
     text += _derived_tables(result, fmt)
     return text
 

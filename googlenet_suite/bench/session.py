@@ -26,7 +26,6 @@ from . import machine
 from .timing import Timing, paired_ratio
 from .worker import EXPORT, Export, Measure, PeakProtocol, Threads
 
-HAND_WRITTEN_VARIANT = "googlenet"  # the hand-written models are torchvision's GoogLeNet
 RATIO_LIMIT = 1.02
 #: a part is flagged when the other processes kept more than this many of its cores busy while it was timed
 BUSY_CORES = 0.25
@@ -95,7 +94,7 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
     chosen = Threads(intra=threads or machine.cores(), inter=inter_threads,
                      wait=os.environ.get("OMP_WAIT_POLICY", "PASSIVE").upper())
     status = {key: _installed(key) for key in keys}
-    rows, peaks, versions = [], {}, {}
+    rows, peaks, versions, notes = [], {}, {}, []
     with tempfile.TemporaryDirectory(prefix="googlenet-bench-") as tmp:
         folder = Path(tmp)
         for key, spec in ((key, spec) for key in keys for spec in specs):
@@ -104,8 +103,9 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
             exporters = [k for k in keys if exports and key == "onnx" and k != key and status[k]["status"] == "ok"
                          and fw_registry.has_part(k, "onnx_export")]
             files, failed = _exported(exporters, spec, folder, threads=chosen, say=say, timeout_s=timeout_s)
+            # "hand": the worker keeps it where the framework has a hand-written network of the variant
             sources = ("spec",) + (("hand",) if handwritten and key != "onnx" and not spec.aux_logits
-                                   and spec.variant == HAND_WRITTEN_VARIANT else ()) + tuple(files)
+                                   else ()) + tuple(files)
             can_train = train and fw_registry.FRAMEWORKS[key].can("train")
             for batch, mode in ((batch, mode) for batch in batches for mode in modes):
                 job = Measure(key, spec, sources, mode, batch, device, can_train, chosen, timing, tuple(files.items()),
@@ -113,6 +113,7 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
                 with say(f"benchmarking {key} {spec.variant} batch {batch} {mode} (a process of its own)"):
                     done = _spawn(job, folder, timeout_s)
                 _collect(done, job, status, rows, peaks, versions)
+                notes.extend(n for n in done.get("notes", ()) if n not in notes)
                 if done["status"] in ("ok", "error"):
                     rows.extend({**row, "mode": mode, "batch": batch} for row in failed)
     limit = _limit(peaks)
@@ -126,7 +127,7 @@ def run(specs: list[shared_spec.Spec], keys: list[str], *, batches: list[int], m
                        "settle": timing.settle},
             "peak_protocol": {"matmul": peak.matmul, "conv": list(peak.conv), "repeats": peak.repeats},
             "frameworks": status, "peaks_gflops": peaks, "limit": limit,
-            "warnings": _machine_warnings(limit, estimate, peaks),
+            "warnings": _machine_warnings(limit, estimate, peaks), "notes": notes,
             "rows": rows, "speedups": _speedups(rows), "bf16": _bf16(rows), "spec_vs_hand": _ratios(rows)}
 
 

@@ -13,7 +13,9 @@ Each framework plugs in through ``impl_<key>.bench`` (found through the registry
 - ``set_threads(intra, inter)``: the framework's intra- and inter-op threads, set before any work, read back;
 - ``peak_gflops(device, dtype, *, matmul, conv, repeats)``: the faster of a large matmul and a 3x3
   convolution, in GFLOP/s; None where ``dtype`` has no fast path;
-- ``resolve_device(device)``, and ``MODES`` where it has fewer than :data:`MODES`.
+- ``resolve_device(device)``, and ``MODES`` where it has fewer than :data:`MODES`;
+- ``HANDWRITTEN``: variant -> the framework's hand-written network of it (source ``hand``); a variant not in it
+  has no ``hand`` row, and the result's ``notes`` say so.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def group(module, job: Measure) -> list[dict]:
     macs = shared_spec.analyze(job.spec).macs
     files = dict(job.files)
     runners, rows = {}, {}
-    for source in job.sources:
+    for source in _sources(module, job):
         base = {"framework": job.framework, "variant": job.spec.variant, "source": source, "mode": job.mode,
                 "batch": job.batch}
         try:
@@ -161,7 +163,19 @@ def group(module, job: Measure) -> list[dict]:
                  "error": _first_line(exc)} for s in rows]
     for source, runner in runners.items():
         rows[source]["peak_gpu_bytes"] = runner.peak_gpu_bytes()
-    return [rows[s] for s in job.sources]
+    return list(rows.values())
+
+
+def _sources(module, job: Measure) -> tuple[str, ...]:
+    """The job's sources less ``hand`` where the framework has no hand-written network of the variant."""
+    return tuple(s for s in job.sources if s != "hand" or job.spec.variant in getattr(module, "HANDWRITTEN", {}))
+
+
+def _notes(module, job: Measure) -> list[str]:
+    if "hand" not in job.sources or "hand" in _sources(module, job):
+        return []
+    return [f"{job.framework} has no hand-written {job.spec.variant} (it has "
+            f"{', '.join(getattr(module, 'HANDWRITTEN', {})) or 'none'}): spec-built rows only"]
 
 
 def measure(job: Measure) -> dict:
@@ -184,7 +198,8 @@ def measure(job: Measure) -> dict:
             peaks = {dtype: module.peak_gflops(job.device, dtype, matmul=job.peak.matmul, conv=job.peak.conv,
                                                repeats=job.peak.repeats) for dtype in PEAK_DTYPES}
         peaks["machine"] = window.reading()
-    return {"status": "ok", "rows": rows, "peaks": peaks, "threads": threads, "versions": _versions()}
+    return {"status": "ok", "rows": rows, "peaks": peaks, "threads": threads, "versions": _versions(),
+            "notes": _notes(module, job)}
 
 
 def export(job: Export) -> dict:

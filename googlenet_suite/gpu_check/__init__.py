@@ -17,7 +17,8 @@ Sections, each with its own time guard so the whole run stays under 8 minutes on
 5. OUT/gpu_check.json (every figure) and OUT/gpu_check.md (its tables), the markdown printed.
 
 ``--cpu`` runs all of it on the CPU with tiny sizes (the files have the same sections), so the tests can
-run it anywhere; ``--quick`` cuts repeats (and, on the CPU, torch.compile). Exit 0 when every equivalence
+run it anywhere; ``--quick`` cuts repeats (and, on the CPU, torch.compile); ``--variant NAME`` runs every
+section on that variant instead of googlenet and d2l (Inception v3: 299x299 on the GPU, 75x75 with ``--cpu``). Exit 0 when every equivalence
 check passes, 1 when one fails or the check cannot run here (a missing package, no CUDA device: one line
 naming it), 2 for a bad option or an --out that cannot be made.
 
@@ -33,7 +34,7 @@ import importlib
 import sys
 from pathlib import Path
 
-USAGE = "scripts/gpu-check [--out DIR] [--cpu] [--quick]"
+USAGE = "scripts/gpu-check [--out DIR] [--cpu] [--quick] [--variant NAME]"
 REQUIRED = (("numpy", "the builders take and return numpy arrays"),
             ("jsonschema", "shared_spec validates the JSON spec with it when it loads the spec"),
             ("torch", "the check runs the PyTorch builder"))
@@ -48,6 +49,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="folder for gpu_check.json and gpu_check.md (default: gpu-check-results)")
     parser.add_argument("--cpu", action="store_true", help="everything on the CPU with tiny sizes (for tests)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats; on the CPU no torch.compile")
+    parser.add_argument("--variant", metavar="NAME",
+                        help="every section on this variant alone (e.g. inception-v3, inception-v3-keras, "
+                             "inception-v3-fid, inception-v3-gluon), at its own size on the GPU, at 64x64 or its "
+                             "smallest input with --cpu (default: googlenet and d2l, the README's)")
 
 
 def _missing(module: str, why: str) -> str | None:
@@ -76,17 +81,18 @@ def _unavailable(*, cpu: bool) -> str | None:
             f"CUDA {versions['torch_cuda']}); use --cpu for the CPU rehearsal")
 
 
-def execute(out: Path, *, cpu: bool, quick: bool) -> int:
-    """Run the check (``cpu``: its CPU rehearsal), write ``out``/gpu_check.json and gpu_check.md, print the
-    markdown. Returns the exit code: 0 when every equivalence check passed, 1 when one failed or the check
-    cannot run here (said in one line on stderr). Raises ``shared_spec.InputError`` for an ``out`` that
-    cannot be made."""
+def execute(out: Path, *, cpu: bool, quick: bool, variant: str | None = None) -> int:
+    """Run the check (``cpu``: its CPU rehearsal; ``variant``: every section on that variant), write
+    ``out``/gpu_check.json and gpu_check.md, print the markdown. Returns the exit code: 0 when every equivalence
+    check passed, 1 when one failed or the check cannot run here (said in one line on stderr). Raises
+    ``shared_spec.InputError`` for an ``out`` that cannot be made or an unknown ``variant``, before anything
+    is written."""
     if problem := _unavailable(cpu=cpu):
         print(f"gpu-check: {problem}", file=sys.stderr)
         return 1
     from .run import run  # numpy, shared_spec and the harness, now known to import
 
-    return run(out, cpu=cpu, quick=quick)
+    return run(out, cpu=cpu, quick=quick, variant=variant)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     add_options(parser)
     args = parser.parse_args(argv)
     try:
-        return execute(Path(args.out), cpu=args.cpu, quick=args.quick)
+        return execute(Path(args.out), cpu=args.cpu, quick=args.quick, variant=args.variant)
     except Exception as exc:
         from shared_spec.errors import InputError  # importable: execute raises only past its requirements
 

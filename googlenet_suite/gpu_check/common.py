@@ -77,11 +77,14 @@ _TRAIN = {"aux_logits": True, "dropout": 0.0}  # dropout 0: the CPU and CUDA dra
 _SMALL = {"input_size": (64, 64)}
 
 
-def profile(*, cpu: bool, quick: bool) -> Profile:
+def profile(*, cpu: bool, quick: bool, variant: str | None = None) -> Profile:
     """GPU: the README's variants at their sizes, 7.5 minutes in all (leaving margin under 8). CPU: tiny inputs
     and a generous budget (no target to meet, and a CPU shared by several jobs, six times oversubscribed,
     should not trip the guards: a quiet one needs under a minute); compiling is minutes on a small CPU,
-    so ``--cpu`` compiles the forward pass only and ``--cpu --quick`` nothing."""
+    so ``--cpu`` compiles the forward pass only and ``--cpu --quick`` nothing. ``variant``: every section on
+    that variant alone (:func:`variant_profile`); an unknown one is ``shared_spec``'s SpecError (exit 2)."""
+    if variant is not None:
+        return variant_profile(variant, cpu=cpu, quick=quick)
     if not cpu:
         return Profile(equivalence=(Case("googlenet", {}, 4), Case("d2l", {}, 4)),
                        train_step=Case("googlenet", _TRAIN, 8), keras=(Case("googlenet"), Case("d2l")),
@@ -95,6 +98,42 @@ def profile(*, cpu: bool, quick: bool) -> Profile:
                    bench=bench, bench_batches=(1, 2), total_s=600.0, equivalence_s=200.0, keras_s=150.0,
                    keras_child_s=120.0, plain_bench_s=150.0, warmup=1, repeats=3 if quick else 5,
                    compiled=() if quick else ("forward",))
+
+
+def _loads(variant: str, overrides: dict) -> bool:
+    try:
+        shared_spec.load(variant, **overrides)
+    except shared_spec.SpecError:
+        return False
+    return True
+
+
+def variant_profile(variant: str, *, cpu: bool, quick: bool) -> Profile:
+    """Every section on ``variant``: on the GPU at its own input size, the budgets of the default run; on the CPU
+    at 64x64 (48x48 with ``--quick``), or the variant's smallest input where that is larger (Inception v3's
+    75x75, the Gluon variant's 299x299). The training step has the aux heads where the variant has them at that
+    size (Inception v3's needs 299x299) and dropout off where it has dropout; the benchmark leaves batch 1 out
+    where the last maps are 1x1 (Inception v3 at 75x75)."""
+    try:
+        spec = shared_spec.load(variant)
+    except shared_spec.SpecError as exc:  # an unknown name: the known ones, in one line
+        raise shared_spec.SpecError(f"--variant: {exc}") from None
+    size = {}
+    if cpu:
+        side, least = 48 if quick else 64, shared_spec.analyze(spec).min_input_size
+        size = {"input_size": (max(side, least[0]), max(side, least[1]))}
+    train = {**size, **{k: v for k, v in _TRAIN.items() if _loads(variant, {**size, k: v})}}
+    default = profile(cpu=cpu, quick=quick)
+    small = shared_spec.load(variant, **size)
+    last = [shape for shape in shared_spec.analyze(small).stage_shapes(small).values() if len(shape) == 3][-1]
+    # BatchNorm in training needs more than one value per channel: batch 1 only where the last maps are 2x2 or more
+    batches = default.bench_batches if min(last[1:]) >= 2 else tuple(b for b in default.bench_batches if b > 1)
+    return Profile(equivalence=(Case(variant, size, default.equivalence[0].batch),),
+                   train_step=Case(variant, train, default.train_step.batch), keras=(Case(variant, size),),
+                   bench=Case(variant, size), bench_batches=batches, total_s=default.total_s,
+                   equivalence_s=default.equivalence_s, keras_s=default.keras_s,
+                   keras_child_s=default.keras_child_s, plain_bench_s=default.plain_bench_s, warmup=default.warmup,
+                   repeats=default.repeats, compiled=default.compiled)
 
 
 class Guard:

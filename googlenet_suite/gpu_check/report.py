@@ -135,7 +135,8 @@ def render_markdown(report: dict) -> str:
     mode = report["mode"]
     lines = [f"### GPU check: {device}", "",
              f"{report['verdict']}: `scripts/gpu-check{' --cpu' if mode['cpu'] else ''}"
-             f"{' --quick' if mode['quick'] else ''}`, {report['started']}, "
+             f"{' --quick' if mode['quick'] else ''}{' --variant ' + mode['variant'] if mode.get('variant') else ''}`, "
+             f"{report['started']}, "
              f"{report['wall_s']:.0f} s. Tolerance {harness.TOLERANCE:g} (fp32, TF32 off).", ""]
     lines += _environment(env) + _equivalence(report["torch_equivalence"]) + _keras(report["keras"])
     lines += _bench(report["bench"], device)

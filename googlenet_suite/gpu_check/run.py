@@ -43,19 +43,20 @@ def environment(torch_side, *, on_gpu: bool, fp32: dict) -> dict:
     return env
 
 
-def run(out: Path, *, cpu: bool, quick: bool) -> int:
+def run(out: Path, *, cpu: bool, quick: bool, variant: str | None = None) -> int:
     """The whole check; writes ``out``/gpu_check.json and gpu_check.md, prints the markdown; 0 on PASS, else 1."""
+    prof = profile(cpu=cpu, quick=quick, variant=variant)  # an unknown variant: exit 2 before --out is made
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"--out {out}: cannot create it ({exc.strerror})") from None
     os.environ[T0_ENV] = str(start := time.time())  # the children log against the same start
     on_gpu = not cpu
-    prof = profile(cpu=cpu, quick=quick)
     overall_end = time.monotonic() + prof.total_s
     torch_side = fw_registry.part("torch", "gpu_check")
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    log(f"gpu-check {'--cpu ' if cpu else ''}{'--quick ' if quick else ''}-> {out}")
+    log(f"gpu-check {'--cpu ' if cpu else ''}{'--quick ' if quick else ''}"
+        f"{f'--variant {variant} ' if variant else ''}-> {out}")
     env = environment(torch_side, on_gpu=on_gpu, fp32=torch_side.full_fp32())
     log(f"environment: {env['device_name']}, python {env['python']}, torch {env['torch']} "
         f"(CUDA {env['torch_cuda']}), numpy {env['numpy']}, jax {env['jax']}, keras {env['keras']}")
@@ -88,7 +89,8 @@ def run(out: Path, *, cpu: bool, quick: bool) -> int:
     skipped = [f"{r['kind']}/{r['mode']} b={r['batch']}" for r in bench_section["rows"] if r["status"] == "skipped"]
     if skipped:
         notes.append(f"time guard skipped benchmark cells: {', '.join(skipped)}")
-    result = {"schema": SCHEMA, "mode": {"cpu": cpu, "quick": quick}, "started": started, "environment": env,
+    mode = {"cpu": cpu, "quick": quick, **({"variant": variant} if variant else {})}
+    result = {"schema": SCHEMA, "mode": mode, "started": started, "environment": env,
               "torch_equivalence": eq, "keras": ks, "bench": bench_section,
               "targets": report.targets(bench_section, on_gpu, env.get("device_name") or ""), "notes": notes,
               "wall_s": round(time.time() - start, 1)}
