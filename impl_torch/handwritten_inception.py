@@ -4,7 +4,7 @@ Written the way torchvision's ``models/inception.py`` and pytorch-fid's ``incept
 names, so ``state_dict()`` has their keys: ``Mixed_6e.branch7x7dbl_5.conv.weight``, ``AuxLogits.fc.bias``), but
 not built from the spec. It is the independent reference the suite holds its ``inception-v3`` and
 ``inception-v3-fid`` variants to: ``convert`` reads its state_dicts, ``check`` maps it with no ``--map``, and
-``bench`` times it beside the spec-built model.
+``bench`` times it beside the spec-built model (``impl_torch.references`` picks it by variant).
 
 The two networks differ only in their branch pools:
 
@@ -19,13 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import shared_spec
-
-from .builder import resolve_device
 from .handwritten import BasicConv2d
 
 SEED = 0
-FID_VARIANT = "inception-v3-fid"
 
 
 def branch_pool(x: torch.Tensor, pool: str) -> torch.Tensor:
@@ -244,9 +240,3 @@ class Inception3(nn.Module):
         x = self.fc(self.dropout(x))
         return (x, aux) if with_aux else x
 
-
-def handwritten(spec: shared_spec.Spec, *, device: str = "auto", aux_logits: bool = False) -> Inception3:
-    """The hand-written network of an Inception v3 variant: pytorch-fid's for ``inception-v3-fid``, torchvision's
-    otherwise, with ``spec``'s classes."""
-    model = Inception3(spec.num_classes, aux_logits=aux_logits, fid=spec.name == FID_VARIANT)
-    return model.to(resolve_device(device))
