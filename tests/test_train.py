@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import shared_spec
 from googlenet_suite import cli, data, train
 
 SMALL = dict(variant="d2l", data="synthetic", epochs=2, batch=16, resize=32, limit=32, seed=0, device="cpu")
@@ -31,7 +32,13 @@ def _need(key: str) -> None:
 
 def _train(out: Path, **options) -> list[dict]:
     recipe = train.Recipe(**{**SMALL, **options})
-    return train.train(recipe, out, progress=False, log=lambda message: None)
+    return train.train(shared_spec.load(recipe.variant), recipe, out, progress=False, log=lambda message: None)
+
+
+def _network(ckpt) -> shared_spec.Spec:
+    """The network a checkpoint records, loaded as ``evaluate`` loads it."""
+    request = train.checkpoint_spec(ckpt)
+    return shared_spec.load(request.variant, spec_file=request.spec_file, **request.overrides)
 
 
 def _weights(path) -> dict[str, np.ndarray]:
@@ -93,7 +100,8 @@ def test_resume_continues_at_the_right_epoch_with_the_same_state(runs, tmp_path,
     full = runs(key)
     resumed = tmp_path / "resumed"
     recipe = train.resume_recipe(train.read_checkpoint(full / "epoch_1.safetensors"), {"epochs": 2})
-    history = train.train(recipe, resumed, resume=full / "epoch_1.safetensors", progress=False, log=lambda m: None)
+    history = train.train(shared_spec.load(recipe.variant), recipe, resumed, resume=full / "epoch_1.safetensors",
+                          progress=False, log=lambda m: None)
     assert [row["epoch"] for row in history] == [1, 2] and history[1]["steps"] == 4
     assert not (resumed / "epoch_1.safetensors").exists()  # epoch 1 came from the checkpoint
     a, b = _weights(full / "epoch_2.safetensors"), _weights(resumed / "epoch_2.safetensors")
@@ -112,7 +120,8 @@ def test_resume_restores_adam_state(runs, tmp_path, key):
     assert (full / f"epoch_1.optimizer{suffix}").is_file() and (full / f"last.optimizer{suffix}").is_file()
     assert json.loads((full / "last.json").read_text())["optimizer_state"] == f"last.optimizer{suffix}"
     recipe = train.resume_recipe(train.read_checkpoint(full / "epoch_1.safetensors"), {})
-    train.train(recipe, resumed, resume=full / "epoch_1.safetensors", progress=False, log=lambda m: None)
+    train.train(shared_spec.load(recipe.variant), recipe, resumed, resume=full / "epoch_1.safetensors",
+                progress=False, log=lambda m: None)
     a, b = _weights(full / "epoch_2.safetensors"), _weights(resumed / "epoch_2.safetensors")
     assert max(float(np.max(np.abs(a[k] - b[k]))) for k in a) <= 1e-6
 
@@ -148,6 +157,63 @@ def test_aux_heads_train_in_every_framework(runs, key):
     assert any(name.startswith("aux1.") for name in _weights(out / "last.safetensors"))
 
 
+# --------------------------------------------------------------------------- the network a run trains
+
+
+def test_fit_to_data_sets_classes_channels_and_size_and_keeps_the_specs_overrides():
+    """MNIST at 96: one channel, 96x96, 10 classes; the aux heads on when asked; an override given stays."""
+    images, labels = np.zeros((2, 1, 28, 28), np.uint8), np.zeros(2, np.int64)
+    ds = data.Dataset("mnist-like", images, labels, images, labels, num_classes=10, channels=1)
+    fitted = train.fit_to_data(shared_spec.load("googlenet", dropout=0.1), ds, resize=96, aux=True)
+    assert (fitted.variant, fitted.input_shape, fitted.num_classes, fitted.aux_logits) == \
+        ("googlenet", (1, 96, 96), 10, True)
+    assert fitted.overrides["dropout"] == 0.1
+
+
+def test_train_refuses_a_recipe_that_names_another_variant(tmp_path):
+    with pytest.raises(ValueError, match="recipe.variant"):
+        train.train(shared_spec.load("googlenet"), train.Recipe(**SMALL), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.torch
+def test_a_checkpoint_of_a_users_spec_file_resumes_and_evaluates_without_spec(builtin_doc, tmp_path, capsys):
+    """The checkpoint's .json records the spec file and variant it was trained from: ``--resume`` and ``evaluate``
+    rebuild that network with no ``--spec`` given again (a variant of the built-in spec keeps no file)."""
+    _need("torch")
+    doc = json.loads(json.dumps(builtin_doc))
+    doc["variants"]["mine"] = doc["variants"]["d2l"]
+    path = tmp_path / "my-spec.json"
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "run"
+    assert cli.main(["train", "mine", "--spec", str(path), *_train_args(out, "--framework", "torch")[1:]]) == 0
+    recorded = json.loads((out / "last.json").read_text())["spec"]
+    assert recorded == {"variant": "mine", "file": str(path.resolve()), "overrides": {}}
+    assert cli.main(_resume_args(tmp_path / "resumed", out / "epoch_1.safetensors", "--epochs", "2")) == 0
+    assert json.loads((tmp_path / "resumed" / "last.json").read_text())["spec"] == recorded
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--framework", "torch", "--weights", str(tmp_path / "resumed" / "last.safetensors"),
+                     "--data", "synthetic", "--limit", "16", "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["variant"] == "mine" and result["resize"] == 32 and result["examples"] == 16
+
+
+@pytest.mark.torch
+def test_a_damaged_spec_record_is_one_line(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("last.safetensors", "last.json"):
+        shutil.copy2(runs("torch") / name, run / name)
+    meta = json.loads((run / "last.json").read_text())
+    assert meta["spec"] == {"variant": "d2l", "file": None, "overrides": {}}  # the built-in spec: no file
+    (run / "last.json").write_text(json.dumps({**meta, "spec": {"variant": "d2l", "file": 3}}))
+    argv = ["evaluate", "--framework", "torch", "--weights", str(run / "last.safetensors"), "--data", "synthetic",
+            "--output", str(tmp_path / "out")]
+    assert "$.spec.file" in _fails(capsys, argv, tmp_path / "out")
+    err = _fails(capsys, _resume_args(tmp_path / "out", run / "last.safetensors", "--epochs", "3"), tmp_path / "out")
+    assert "$.spec.file" in err
+
+
 # --------------------------------------------------------------------------- one model, three APIs
 
 
@@ -168,7 +234,8 @@ def _check_same_everywhere(ckpt: Path, trained_in: str) -> None:
     results = {}
     for key in FRAMEWORKS:
         _need(key)
-        results[key] = train.evaluate_checkpoint(key, ckpt, data_name="synthetic", limit=limit, device="cpu")
+        results[key] = train.evaluate_checkpoint(_network(ckpt), key, ckpt, data_name="synthetic", limit=limit,
+                                                 device="cpu")
     accuracies = {key: r["accuracy"] for key, r in results.items()}
     losses = {key: r["loss"] for key, r in results.items()}
     assert len(set(accuracies.values())) == 1, accuracies
@@ -391,11 +458,12 @@ def test_initial_weights_are_where_every_framework_starts(tmp_path):
     import impl_torch
 
     recipe = train.Recipe(**{**SMALL, "variant": "googlenet", "epochs": 1, "limit": 16, "lr": 1e-12})
-    spec = train.model_spec(recipe, train.load_dataset(recipe, None))
-    start = impl_torch.export_weights(impl_torch.build(spec, device="cpu", seed=7))
+    spec = shared_spec.load(recipe.variant)
+    fitted = train.fit_to_data(spec, train.load_dataset(recipe, None), resize=recipe.resize, aux=recipe.aux)
+    start = impl_torch.export_weights(impl_torch.build(fitted, device="cpu", seed=7))
     for key in FRAMEWORKS:
         run = dataclasses.replace(recipe, framework=key)
-        train.train(run, tmp_path / key, progress=False, log=lambda message: None, initial_weights=start)
+        train.train(spec, run, tmp_path / key, progress=False, log=lambda message: None, initial_weights=start)
         after = _weights(tmp_path / key / "last.safetensors")
         trained = [name for name in start if not name.endswith(("running_mean", "running_var"))]
         worst = max(float(np.max(np.abs(after[name] - start[name]))) for name in trained)
@@ -426,8 +494,8 @@ def test_evaluate_onnx_is_a_real_evaluation(runs, capsys):
     """ONNX Runtime is inference only, and inference is all evaluation takes: the same accuracy as torch."""
     pytest.importorskip("onnxruntime")
     ckpt = runs("torch") / "last.safetensors"
-    results = {key: train.evaluate_checkpoint(key, ckpt, data_name="synthetic", limit=32, device="cpu")
-               for key in ("torch", "onnx")}
+    results = {key: train.evaluate_checkpoint(_network(ckpt), key, ckpt, data_name="synthetic", limit=32,
+                                              device="cpu") for key in ("torch", "onnx")}
     assert results["onnx"]["accuracy"] == results["torch"]["accuracy"]
     assert results["onnx"]["loss"] == pytest.approx(results["torch"]["loss"], abs=1e-4)
     code = cli.main(["evaluate", "--framework", "onnx", "--weights", str(ckpt), "--data", "synthetic",
