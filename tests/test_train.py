@@ -30,9 +30,10 @@ def _need(key: str) -> None:
     pytest.importorskip(FRAMEWORKS[key])
 
 
-def _train(out: Path, **options) -> list[dict]:
+def _train(out: Path, spec: Path | None = None, **options) -> list[dict]:
     recipe = train.Recipe(**{**SMALL, **options})
-    return train.train(shared_spec.load(recipe.variant), recipe, out, progress=False, log=lambda message: None)
+    return train.train(shared_spec.load(recipe.variant, spec_file=spec), recipe, out, progress=False,
+                       log=lambda message: None)
 
 
 def _network(ckpt) -> shared_spec.Spec:
@@ -50,6 +51,26 @@ def _weights(path) -> dict[str, np.ndarray]:
 def _params(key: str):
     marks = {"torch": pytest.mark.torch, "tf": pytest.mark.tf, "mxnet": pytest.mark.mxnet}
     return [pytest.param(k, marks=marks[k]) for k in (FRAMEWORKS if key == "all" else [key])]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, builtin_doc) -> dict:
+    """A variant of four layers with BatchNorm (conv-BN-ReLU twice, global average pool, dense) in a spec file of
+    its own: ``runs(key, **tiny)`` trains it. For the tests of the driver's plumbing (the optimizer's state, the
+    same start, the files ``train --framework all`` writes), which do not depend on the network: building and
+    tracing it takes a fraction of d2l's or googlenet's time (Keras: seconds less per run)."""
+    doc = json.loads(json.dumps(builtin_doc))
+    variant = doc["variants"]["googlenet"]  # its layer defaults: conv without bias, BatchNorm, ReLU
+    variant.pop("transform_input")
+    variant.update(aux_logits=False, stages={"head": "fc"}, expected={}, layers=[
+        {"name": "conv1", "op": "conv", "out": 8, "kernel": 3, "stride": 2, "padding": 1},
+        {"name": "conv2", "op": "conv", "out": 8, "kernel": 3, "padding": 1},
+        {"name": "avgpool", "op": "global_avgpool"}, {"name": "flatten", "op": "flatten"},
+        {"name": "fc", "op": "dense", "in": 8, "out": "$num_classes"}])
+    doc["variants"], doc["default_variant"] = {"tiny": variant}, "tiny"
+    path = tmp_path_factory.mktemp("tiny-spec") / "tiny.json"
+    path.write_text(json.dumps(doc))
+    return {"variant": "tiny", "spec": path}
 
 
 @pytest.fixture(scope="module")
@@ -113,24 +134,24 @@ def test_resume_continues_at_the_right_epoch_with_the_same_state(runs, tmp_path,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", _params("all"))
-def test_resume_restores_adam_state(runs, tmp_path, key):
+def test_resume_restores_adam_state(runs, tiny, tmp_path, key):
     """Adam's moments and step count travel in the framework's own optimizer file beside the weights."""
-    full, resumed = runs(key, optimizer="adam", lr=1e-3), tmp_path / "resumed"
+    full, resumed = runs(key, optimizer="adam", lr=1e-3, **tiny), tmp_path / "resumed"
     suffix = {"torch": ".pt", "tf": ".safetensors", "mxnet": ".states"}[key]
     assert (full / f"epoch_1.optimizer{suffix}").is_file() and (full / f"last.optimizer{suffix}").is_file()
     assert json.loads((full / "last.json").read_text())["optimizer_state"] == f"last.optimizer{suffix}"
     recipe = train.resume_recipe(train.read_checkpoint(full / "epoch_1.safetensors"), {})
-    train.train(shared_spec.load(recipe.variant), recipe, resumed, resume=full / "epoch_1.safetensors",
+    train.train(_network(full / "epoch_1.safetensors"), recipe, resumed, resume=full / "epoch_1.safetensors",
                 progress=False, log=lambda m: None)
     a, b = _weights(full / "epoch_2.safetensors"), _weights(resumed / "epoch_2.safetensors")
     assert max(float(np.max(np.abs(a[k] - b[k]))) for k in a) <= 1e-6
 
 
 @pytest.mark.parametrize("key", _params("all"))
-def test_resume_with_a_damaged_or_missing_optimizer_file(runs, tmp_path, capsys, key):
+def test_resume_with_a_damaged_or_missing_optimizer_file(runs, tiny, tmp_path, capsys, key):
     run = tmp_path / "run"  # a copy of the shared Adam run's first epoch: this test damages it
     run.mkdir()
-    for path in runs(key, optimizer="adam", lr=1e-3).glob("epoch_1.*"):
+    for path in runs(key, optimizer="adam", lr=1e-3, **tiny).glob("epoch_1.*"):
         shutil.copy2(path, run / path.name)
     state = next(run.glob("epoch_1.optimizer.*"))
     state.write_bytes(b"not an optimizer state")
@@ -412,19 +433,20 @@ def demo_runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def all_runs(tmp_path_factory):
-    """``train --framework all`` cut to one epoch of 64 examples (what it writes, not how well it learns)."""
+def all_runs(tmp_path_factory, tiny):
+    """``train --framework all`` cut to one epoch of 64 examples of the tiny variant (what it writes, not how well
+    it learns)."""
     for key in FRAMEWORKS:
         _need(key)
     out = tmp_path_factory.mktemp("all")
-    argv = ["train", "--framework", "all", *ALL_ARGS, "--out", str(out)]
+    argv = ["train", tiny["variant"], "--spec", str(tiny["spec"]), "--framework", "all", *ALL_ARGS, "--out", str(out)]
     argv[argv.index("--epochs") + 1] = "1"
     assert cli.main([*argv, "--limit", "64"]) == 0
     return out
 
 
-def _log(out: Path, key: str) -> list[dict]:
-    return json.loads((out / f"{key}-googlenet-synthetic" / "log.json").read_text())["epochs"]
+def _log(out: Path, key: str, variant: str = "googlenet") -> list[dict]:
+    return json.loads((out / f"{key}-{variant}-synthetic" / "log.json").read_text())["epochs"]
 
 
 @pytest.mark.cross
@@ -443,13 +465,13 @@ def test_train_all_learns_in_every_framework_and_overlays_the_runs(demo_runs):
 @pytest.mark.slow
 def test_train_all_writes_each_run_and_the_overlay(all_runs):
     for key in FRAMEWORKS:
-        assert [row["epoch"] for row in _log(all_runs, key)] == [1]
-        assert (all_runs / f"{key}-googlenet-synthetic" / "last.safetensors").is_file()
-    assert (all_runs / "overlay-googlenet-synthetic.png").read_bytes().startswith(PNG)
+        assert [row["epoch"] for row in _log(all_runs, key, "tiny")] == [1]
+        assert (all_runs / f"{key}-tiny-synthetic" / "last.safetensors").is_file()
+    assert (all_runs / "overlay-tiny-synthetic.png").read_bytes().startswith(PNG)
 
 
 @pytest.mark.cross
-def test_initial_weights_are_where_every_framework_starts(tmp_path):
+def test_initial_weights_are_where_every_framework_starts(tiny, tmp_path):
     """``train_all``'s same start: weights drawn once (here by torch, seed 7, not the runs' seed 0) are what each
     framework trains from; at lr 1e-12 one step leaves them as they were (the BatchNorm running statistics, which
     the step updates from the batch, aside)."""
@@ -457,8 +479,8 @@ def test_initial_weights_are_where_every_framework_starts(tmp_path):
         _need(key)
     import impl_torch
 
-    recipe = train.Recipe(**{**SMALL, "variant": "googlenet", "epochs": 1, "limit": 16, "lr": 1e-12})
-    spec = shared_spec.load(recipe.variant)
+    recipe = train.Recipe(**{**SMALL, "variant": tiny["variant"], "epochs": 1, "limit": 16, "lr": 1e-12})
+    spec = shared_spec.load(recipe.variant, spec_file=tiny["spec"])
     fitted = train.fit_to_data(spec, train.load_dataset(recipe, None), resize=recipe.resize, aux=recipe.aux)
     start = impl_torch.export_weights(impl_torch.build(fitted, device="cpu", seed=7))
     for key in FRAMEWORKS:
@@ -473,7 +495,7 @@ def test_initial_weights_are_where_every_framework_starts(tmp_path):
 @pytest.mark.cross
 @pytest.mark.slow
 def test_evaluate_all_gives_one_accuracy_in_every_framework(all_runs, capsys):
-    ckpt = all_runs / "torch-googlenet-synthetic" / "last.safetensors"
+    ckpt = all_runs / "torch-tiny-synthetic" / "last.safetensors"  # its .json names the tiny spec file: no --spec
     argv = ["evaluate", "--framework", "all", "--weights", str(ckpt), "--data", "synthetic", "--device", "cpu",
             "--limit", "64"]
     assert cli.main([*argv, "--format", "json"]) == 0
@@ -482,7 +504,7 @@ def test_evaluate_all_gives_one_accuracy_in_every_framework(all_runs, capsys):
     assert set(FRAMEWORKS) <= set(accuracies)
     assert max(accuracies.values()) - min(accuracies.values()) <= 1e-6, accuracies
     assert result["accuracy_spread"] <= 1e-6
-    assert accuracies["torch"] == pytest.approx(_log(all_runs, "torch")[-1]["test_acc"])  # what training logged
+    assert accuracies["torch"] == pytest.approx(_log(all_runs, "torch", "tiny")[-1]["test_acc"])  # what it logged
     assert cli.main(argv) == 0
     table = capsys.readouterr().out
     assert all(label in table for label in ("PyTorch", "Keras 3 (TF)", "MXNet Gluon"))
