@@ -57,17 +57,29 @@ def _params(key: str):
 def tiny(tmp_path_factory, builtin_doc) -> dict:
     """A variant of four layers with BatchNorm (conv-BN-ReLU twice, global average pool, dense) in a spec file of
     its own: ``runs(key, **tiny)`` trains it. For the tests of the driver's plumbing (the optimizer's state, the
-    same start, the files ``train --framework all`` writes), which do not depend on the network: building and
-    tracing it takes a fraction of d2l's or googlenet's time (Keras: seconds less per run)."""
+    same start, the files ``train --framework all`` writes, the aux heads' loss and weights), which do not depend
+    on the network: building and tracing it takes a fraction of d2l's or googlenet's time (Keras: seconds less per
+    run). The same file holds ``tiny-aux``: the same with an aux head after each conv, as googlenet's (pool, 1x1
+    conv, dense), weighted 0.3."""
     doc = json.loads(json.dumps(builtin_doc))
     variant = doc["variants"]["googlenet"]  # its layer defaults: conv without bias, BatchNorm, ReLU
     variant.pop("transform_input")
-    variant.update(aux_logits=False, stages={"head": "fc"}, expected={}, layers=[
-        {"name": "conv1", "op": "conv", "out": 8, "kernel": 3, "stride": 2, "padding": 1},
-        {"name": "conv2", "op": "conv", "out": 8, "kernel": 3, "padding": 1},
-        {"name": "avgpool", "op": "global_avgpool"}, {"name": "flatten", "op": "flatten"},
-        {"name": "fc", "op": "dense", "in": 8, "out": "$num_classes"}])
-    doc["variants"], doc["default_variant"] = {"tiny": variant}, "tiny"
+    convs = [{"name": "conv1", "op": "conv", "out": 8, "kernel": 3, "stride": 2, "padding": 1},
+             {"name": "conv2", "op": "conv", "out": 8, "kernel": 3, "padding": 1}]
+    head = [{"name": "avgpool", "op": "global_avgpool"}, {"name": "flatten", "op": "flatten"},
+            {"name": "fc", "op": "dense", "in": 8, "out": "$num_classes"}]
+
+    def aux(name):
+        return {"name": name, "op": "aux", "loss_weight": 0.3, "layers": [
+            {"name": "pool", "op": "adaptive_avgpool", "output_size": [2, 2]},
+            {"name": "conv", "op": "conv", "out": 4, "kernel": 1}, {"name": "flatten", "op": "flatten"},
+            {"name": "fc", "op": "dense", "out": "$num_classes"}]}
+
+    doc["variants"] = {
+        "tiny": {**variant, "aux_logits": False, "stages": {"head": "fc"}, "expected": {}, "layers": [*convs, *head]},
+        "tiny-aux": {**variant, "aux_logits": False, "stages": {"head": "fc"}, "expected": {},
+                     "layers": [convs[0], aux("aux1"), convs[1], aux("aux2"), *head]}}
+    doc["default_variant"] = "tiny"
     path = tmp_path_factory.mktemp("tiny-spec") / "tiny.json"
     path.write_text(json.dumps(doc))
     return {"variant": "tiny", "spec": path}
@@ -165,14 +177,22 @@ def test_resume_with_a_damaged_or_missing_optimizer_file(runs, tiny, tmp_path, c
 
 
 AUX = dict(variant="googlenet", aux=True, epochs=1, batch=8, limit=16)
+#: the networks with aux heads the aux tests train: the tiny variant's two heads in the default run, googlenet's
+#: (the same loops and files on the real network, a Keras run of 10 s) in the matrix (tox -e matrix)
+AUX_NETWORKS = [pytest.param("tiny-aux"), pytest.param("googlenet", marks=pytest.mark.matrix)]
+
+
+def _aux(network: str, tiny: dict) -> dict:
+    return AUX if network == "googlenet" else {**AUX, "variant": network, "spec": tiny["spec"]}
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("network", AUX_NETWORKS)
 @pytest.mark.parametrize("key", _params("all"))
-def test_aux_heads_train_in_every_framework(runs, key):
-    """googlenet with its two aux heads: training mode returns (main, aux1, aux2) and each loop adds
-    loss_weight x CE of the aux heads; the checkpoint holds the aux heads' weights."""
-    out = runs(key, **AUX)
+def test_aux_heads_train_in_every_framework(runs, tiny, key, network):
+    """Two aux heads (googlenet's, or the tiny variant's): training mode returns (main, aux1, aux2) and each loop
+    adds loss_weight x CE of the aux heads; the checkpoint holds the aux heads' weights."""
+    out = runs(key, **_aux(network, tiny))
     (row,) = json.loads((out / "log.json").read_text())["epochs"]
     assert np.isfinite(row["loss"]) and row["loss"] > 0 and np.isfinite(row["test_loss"])
     assert any(name.startswith("aux1.") for name in _weights(out / "last.safetensors"))
@@ -245,9 +265,11 @@ def test_a_checkpoint_evaluates_the_same_in_every_framework(runs, trained_in):
 
 
 @pytest.mark.cross
-def test_an_aux_checkpoint_evaluates_the_same_in_every_framework(runs):
-    """googlenet has BatchNorm and aux heads: the running statistics and the aux weights travel too."""
-    _check_same_everywhere(runs("tf", **AUX) / "last.safetensors", "tf")
+@pytest.mark.parametrize("network", AUX_NETWORKS)
+def test_an_aux_checkpoint_evaluates_the_same_in_every_framework(runs, tiny, network):
+    """BatchNorm and aux heads (googlenet's, or the tiny variant's): the running statistics and the aux weights travel
+    too."""
+    _check_same_everywhere(runs("tf", **_aux(network, tiny)) / "last.safetensors", "tf")
 
 
 def _check_same_everywhere(ckpt: Path, trained_in: str) -> None:
