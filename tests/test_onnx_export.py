@@ -40,14 +40,8 @@ CASES = [(variant, aux) for variant in shared_spec.list_variants(shared_spec.BUI
          for aux in ((False, True) if shared_spec.load(variant).has_aux else (False,))]
 
 
-#: googlenet with its aux heads in the default run: at 96x96, where its pools still round up (ceil) and its aux heads
-#: still pool 4x4 in overlapping windows (from 6x6 maps; 14x14 at 224); at its own 224x224 in the matrix (tox -e
-#: matrix): the same graph, with five times the pixels to run through the framework, its layer outputs and onnxruntime
-SMALL_SIZE = (96, 96)
-
-
-def _spec(variant, aux, size=None):
-    return shared_spec.load(variant, input_size=size, **({"aux_logits": True} if aux else {}))
+def _spec(variant, aux):
+    return shared_spec.load(variant, **({"aux_logits": True} if aux else {}))
 
 
 _WEIGHTS: dict = {}
@@ -55,7 +49,7 @@ _WEIGHTS: dict = {}
 
 def weights_for(spec, input_batch):
     """torch-initialised weights with calibrated BN statistics, or None without torch."""
-    key = (spec.variant, spec.aux_logits, spec.input_size)
+    key = (spec.variant, spec.aux_logits)
     if key not in _WEIGHTS:
         if importlib.util.find_spec("torch") is None:
             _WEIGHTS[key] = None
@@ -80,17 +74,13 @@ def _params():
         for variant, aux in CASES:
             # googlenet without its aux heads is the aux file's main path: left to the full matrix (tox -e matrix)
             extra = [pytest.mark.matrix] if variant == "googlenet" and not aux else []
-            marks = [pytest.mark.cross, getattr(pytest.mark, fw)]
-            name = f"{fw}-{variant}{'-aux' if aux else ''}"
-            if variant == "googlenet" and aux:
-                yield pytest.param(fw, variant, aux, SMALL_SIZE, id=f"{name}-{SMALL_SIZE[0]}", marks=marks)
-                extra = [pytest.mark.matrix]
-            yield pytest.param(fw, variant, aux, None, id=name, marks=[*marks, *extra])
+            yield pytest.param(fw, variant, aux, id=f"{fw}-{variant}{'-aux' if aux else ''}",
+                               marks=[pytest.mark.cross, getattr(pytest.mark, fw), *extra])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("framework,variant,aux,size", list(_params()))
-def test_export_runs_in_onnxruntime_like_the_framework(framework, variant, aux, size, tmp_path, monkeypatch, builder,
+@pytest.mark.parametrize("framework,variant,aux", list(_params()))
+def test_export_runs_in_onnxruntime_like_the_framework(framework, variant, aux, tmp_path, monkeypatch, builder,
                                                        input_batch):
     opset, needs = EXPORTS[framework]
     # tf2onnx deep-copies the whole graph before each of its optimizer passes so that it can skip a pass that
@@ -100,7 +90,7 @@ def test_export_runs_in_onnxruntime_like_the_framework(framework, variant, aux, 
     mod = builder(framework)
     if needs:
         pytest.importorskip(needs, reason=f"{needs} is not installed")
-    spec = _spec(variant, aux, size)
+    spec = _spec(variant, aux)
     model = mod.build(spec, device="cpu", seed=0)
     weights = weights_for(spec, input_batch)
     if weights is not None:
