@@ -336,15 +336,18 @@ def cmd_train(args) -> int:
                            else "runs" if every else f"runs/{recipe.framework}-{recipe.variant}-{recipe.data}")
         if Path(out).exists() and not Path(out).is_dir():
             raise UsageError(f"--out {out}: exists and is not a directory")
+        # a resumed run's network is the one its checkpoint records (its spec file too, unless --spec names another)
+        request = (train.checkpoint_spec(args.resume, spec_file=args.spec, option="--resume") if args.resume
+                   else train.SpecRequest(recipe.variant, args.spec))
+        spec = shared_spec.load(request.variant, spec_file=request.spec_file, **request.overrides)
+        options = dict(data_dir=args.data_dir, download=args.download, progress=not args.quiet,
+                       log=lambda message: print(message, file=sys.stderr, flush=True))
         if every:
             from . import side_by_side
 
-            side_by_side.train_all(recipe, out, data_dir=args.data_dir, download=args.download, spec_file=args.spec,
-                                   progress=not args.quiet, log=lambda message: print(message, file=sys.stderr, flush=True))
+            side_by_side.train_all(spec, recipe, out, **options)
             return EXIT_OK
-        train.train(recipe, out, data_dir=args.data_dir, download=args.download, resume=args.resume,
-                    spec_file=args.spec, progress=not args.quiet,
-                    log=lambda message: print(message, file=sys.stderr, flush=True))
+        train.train(spec, recipe, out, resume=args.resume, **options)
     except _train_errors() as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     return EXIT_OK
@@ -353,13 +356,17 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from . import side_by_side, train
 
-    options = dict(variant=_one_variant(args), data_name=args.data, data_dir=args.data_dir, download=args.download,
-                   resize=args.resize, limit=args.limit, device=args.device, spec_file=args.spec)
+    options = dict(data_name=args.data, data_dir=args.data_dir, download=args.download, resize=args.resize,
+                   limit=args.limit, device=args.device)
     try:
+        # the network the checkpoint records (its variant, spec file and overrides), or the variant and --spec given
+        request = train.checkpoint_spec(args.weights, variant=_one_variant(args), spec_file=args.spec)
+        spec = shared_spec.load(request.variant, spec_file=request.spec_file, **request.overrides)
         if args.framework == "all":
-            result = side_by_side.evaluate_all(args.weights, log=lambda line: print(line, file=sys.stderr), **options)
+            result = side_by_side.evaluate_all(spec, args.weights, log=lambda line: print(line, file=sys.stderr),
+                                               **options)
         else:
-            result = train.evaluate_checkpoint(args.framework, args.weights, **options)
+            result = train.evaluate_checkpoint(spec, args.framework, args.weights, **options)
     except _train_errors() as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     if args.framework == "all":

@@ -15,8 +15,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from shared_spec import Spec
 from shared_spec.files import atomic_write
 
+from . import curves
 from . import frameworks as fw_registry
 from . import train as T
 
@@ -45,12 +47,14 @@ def available(keys: list[str], log: Callable[[str], None], *, training: bool) ->
     return [key for key in keys if key in found]  # back in the registry's order
 
 
-def train_all(recipe: T.Recipe, out: str | os.PathLike, *, data_dir=None, download: bool = False, spec_file=None,
+def train_all(spec: Spec, recipe: T.Recipe, out: str | os.PathLike, *, data_dir=None, download: bool = False,
               progress: bool = True, log: Callable[[str], None] = print) -> dict[str, list[dict]]:
-    """``recipe`` in every framework that trains; returns each framework's per-epoch history."""
+    """``spec``'s network with ``recipe`` in every framework that trains; returns each framework's per-epoch
+    history."""
+    T.check_variant(spec, recipe)
     recipe.check()
     ds = T.load_dataset(recipe, data_dir, download=download)
-    spec = T.model_spec(recipe, ds, spec_file=spec_file)  # bad input is one line before anything is said or written
+    fitted = T.fit_to_data(spec, ds, resize=recipe.resize, aux=recipe.aux)  # bad input: one line before anything
     for key, fw in fw_registry.FRAMEWORKS.items():
         if not fw.can("train"):
             log(f"note: {key} left out: {fw.label} is inference only")
@@ -58,15 +62,15 @@ def train_all(recipe: T.Recipe, out: str | os.PathLike, *, data_dir=None, downlo
     if not keys:
         raise T.TrainError(f"train --framework all: none of {', '.join(TRAINABLE)} is installed")
     first = T.builder_module(keys[0])
-    start = first.export_weights(first.build(spec, device="cpu", seed=recipe.seed))
+    start = first.export_weights(first.build(fitted, device="cpu", seed=recipe.seed))
     log(f"every framework starts from {fw_registry.FRAMEWORKS[keys[0]].label}'s draw with seed {recipe.seed}")
     histories = {}
     for key in keys:
         run = dataclasses.replace(recipe, framework=key)
-        histories[key] = T.train(run, run_dir(out, run), data_dir=data_dir, download=download, spec_file=spec_file,
+        histories[key] = T.train(spec, run, run_dir(out, run), data_dir=data_dir, download=download,
                                  progress=progress, log=log, initial_weights=start)
     path = overlay_path(out, recipe)
-    atomic_write(path, lambda tmp: plot_overlay(histories, tmp, title=_title(recipe)))
+    atomic_write(path, lambda tmp: curves.plot_overlay(histories, tmp, title=_title(recipe)))
     log(f"overlay of the {len(histories)} runs: {path}")
     return histories
 
@@ -77,46 +81,16 @@ def _title(recipe: T.Recipe) -> str:
             f"seed {recipe.seed}, same start and batch order")
 
 
-def plot_overlay(histories: dict[str, list[dict]], path, *, title: str = "") -> None:
-    """Loss and accuracy against the epoch, one colour per framework: training solid, test dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=90)
-    for (key, history), colour in zip(histories.items(), ("C0", "C1", "C2", "C3")):
-        label = fw_registry.FRAMEWORKS[key].label
-        epochs = [row["epoch"] for row in history]
-        left.plot(epochs, [row["loss"] for row in history], "o-", color=colour, label=f"{label} train")
-        left.plot(epochs, [row["test_loss"] for row in history], "s--", color=colour, label=f"{label} test")
-        right.plot(epochs, [row["train_acc"] for row in history], "o-", color=colour, label=f"{label} train")
-        right.plot(epochs, [row["test_acc"] for row in history], "s--", color=colour, label=f"{label} test")
-    left.set_ylabel("cross-entropy")
-    left.set_yscale("log")  # an early test loss can be ten times the training loss (BatchNorm's running statistics)
-    right.set_ylabel("accuracy")
-    right.set_ylim(0, 1.02)
-    for ax in (left, right):
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    right.legend(fontsize=7, loc="lower right")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
-
-
-def evaluate_all(weights: str | os.PathLike, *, log: Callable[[str], None] = print, **options) -> dict:
-    """``train.evaluate_checkpoint`` in every installed framework: {"frameworks": {key: result}, "left_out": [...]}."""
+def evaluate_all(spec: Spec, weights: str | os.PathLike, *, log: Callable[[str], None] = print, **options) -> dict:
+    """``train.evaluate_checkpoint`` of ``spec``'s network in every installed framework:
+    {"frameworks": {key: result}, "left_out": [...]}."""
     notes = []
     keys = available(list(fw_registry.FRAMEWORKS), notes.append, training=False)
     for note in notes:
         log(note)
     if not keys:
         raise T.TrainError("evaluate --framework all: no framework is installed")
-    results = {key: T.evaluate_checkpoint(key, weights, **options) for key in keys}
+    results = {key: T.evaluate_checkpoint(spec, key, weights, **options) for key in keys}
     first = results[keys[0]]
     accuracies = [r["accuracy"] for r in results.values()]
     return {"weights": str(weights), "variant": first["variant"], "data": first["data"], "resize": first["resize"],

@@ -580,9 +580,11 @@ def test_mxnet_handwritten_computes_the_spec_models_function(size):
 # --------------------------------------------------------------------------- the CLI
 
 
-def _installed() -> list[str]:
+def _installed(within: tuple[str, ...] | None = None) -> list[str]:
     keys = []
     for key, module in FRAMEWORKS.items():
+        if within is not None and key not in within:
+            continue
         try:
             importlib.import_module(module)
         except ImportError:
@@ -593,10 +595,18 @@ def _installed() -> list[str]:
     return keys
 
 
+#: the CLI's JSON and plot over two frameworks in the default run (each measured in a child process of its own;
+#: Keras's is the slowest to start, and its runners are tested in this process above), over every installed one in
+#: the matrix (tox -e matrix)
+CLI_FRAMEWORKS = [pytest.param(("torch", "mxnet"), id="torch-mxnet"),
+                  pytest.param(None, id="all", marks=pytest.mark.matrix)]
+
+
 @pytest.mark.cross
 @pytest.mark.slow
-def test_cli_bench_json_and_plot(capsys, tmp_path):
-    keys = _installed()
+@pytest.mark.parametrize("within", CLI_FRAMEWORKS)
+def test_cli_bench_json_and_plot(capsys, tmp_path, within):
+    keys = _installed(within)
     png = tmp_path / "out.png"
     code = main(["bench", "googlenet", "--input-size", *map(str, SIZE), "--num-classes", "10", "--batch", str(BATCH),
                  "--repeats", "1", "--warmup", "0", "--mode", "plain", "--format", "json", "--handwritten",

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import shared_spec
 from googlenet_suite import cli, data, train
 
 SMALL = dict(variant="d2l", data="synthetic", epochs=2, batch=16, resize=32, limit=32, seed=0, device="cpu")
@@ -29,9 +30,16 @@ def _need(key: str) -> None:
     pytest.importorskip(FRAMEWORKS[key])
 
 
-def _train(out: Path, **options) -> list[dict]:
+def _train(out: Path, spec: Path | None = None, **options) -> list[dict]:
     recipe = train.Recipe(**{**SMALL, **options})
-    return train.train(recipe, out, progress=False, log=lambda message: None)
+    return train.train(shared_spec.load(recipe.variant, spec_file=spec), recipe, out, progress=False,
+                       log=lambda message: None)
+
+
+def _network(ckpt) -> shared_spec.Spec:
+    """The network a checkpoint records, loaded as ``evaluate`` loads it."""
+    request = train.checkpoint_spec(ckpt)
+    return shared_spec.load(request.variant, spec_file=request.spec_file, **request.overrides)
 
 
 def _weights(path) -> dict[str, np.ndarray]:
@@ -43,6 +51,39 @@ def _weights(path) -> dict[str, np.ndarray]:
 def _params(key: str):
     marks = {"torch": pytest.mark.torch, "tf": pytest.mark.tf, "mxnet": pytest.mark.mxnet}
     return [pytest.param(k, marks=marks[k]) for k in (FRAMEWORKS if key == "all" else [key])]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, builtin_doc) -> dict:
+    """A variant of four layers with BatchNorm (conv-BN-ReLU twice, global average pool, dense) in a spec file of
+    its own: ``runs(key, **tiny)`` trains it. For the tests of the driver's plumbing (the optimizer's state, the
+    same start, the files ``train --framework all`` writes, the aux heads' loss and weights), which do not depend
+    on the network: building and tracing it takes a fraction of d2l's or googlenet's time (Keras: seconds less per
+    run). The same file holds ``tiny-aux``: the same with an aux head after each conv, as googlenet's (pool, 1x1
+    conv, dense), weighted 0.3."""
+    doc = json.loads(json.dumps(builtin_doc))
+    variant = doc["variants"]["googlenet"]  # its layer defaults: conv without bias, BatchNorm, ReLU
+    variant.pop("transform_input")
+    variant.pop("preprocess", None)  # googlenet's pipeline runs its transform_input, which the tiny variants lack
+    convs = [{"name": "conv1", "op": "conv", "out": 8, "kernel": 3, "stride": 2, "padding": 1},
+             {"name": "conv2", "op": "conv", "out": 8, "kernel": 3, "padding": 1}]
+    head = [{"name": "avgpool", "op": "global_avgpool"}, {"name": "flatten", "op": "flatten"},
+            {"name": "fc", "op": "dense", "in": 8, "out": "$num_classes"}]
+
+    def aux(name):
+        return {"name": name, "op": "aux", "loss_weight": 0.3, "layers": [
+            {"name": "pool", "op": "adaptive_avgpool", "output_size": [2, 2]},
+            {"name": "conv", "op": "conv", "out": 4, "kernel": 1}, {"name": "flatten", "op": "flatten"},
+            {"name": "fc", "op": "dense", "out": "$num_classes"}]}
+
+    doc["variants"] = {
+        "tiny": {**variant, "aux_logits": False, "stages": {"head": "fc"}, "expected": {}, "layers": [*convs, *head]},
+        "tiny-aux": {**variant, "aux_logits": False, "stages": {"head": "fc"}, "expected": {},
+                     "layers": [convs[0], aux("aux1"), convs[1], aux("aux2"), *head]}}
+    doc["default_variant"] = "tiny"
+    path = tmp_path_factory.mktemp("tiny-spec") / "tiny.json"
+    path.write_text(json.dumps(doc))
+    return {"variant": "tiny", "spec": path}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +134,8 @@ def test_resume_continues_at_the_right_epoch_with_the_same_state(runs, tmp_path,
     full = runs(key)
     resumed = tmp_path / "resumed"
     recipe = train.resume_recipe(train.read_checkpoint(full / "epoch_1.safetensors"), {"epochs": 2})
-    history = train.train(recipe, resumed, resume=full / "epoch_1.safetensors", progress=False, log=lambda m: None)
+    history = train.train(shared_spec.load(recipe.variant), recipe, resumed, resume=full / "epoch_1.safetensors",
+                          progress=False, log=lambda m: None)
     assert [row["epoch"] for row in history] == [1, 2] and history[1]["steps"] == 4
     assert not (resumed / "epoch_1.safetensors").exists()  # epoch 1 came from the checkpoint
     a, b = _weights(full / "epoch_2.safetensors"), _weights(resumed / "epoch_2.safetensors")
@@ -105,23 +147,24 @@ def test_resume_continues_at_the_right_epoch_with_the_same_state(runs, tmp_path,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", _params("all"))
-def test_resume_restores_adam_state(runs, tmp_path, key):
+def test_resume_restores_adam_state(runs, tiny, tmp_path, key):
     """Adam's moments and step count travel in the framework's own optimizer file beside the weights."""
-    full, resumed = runs(key, optimizer="adam", lr=1e-3), tmp_path / "resumed"
+    full, resumed = runs(key, optimizer="adam", lr=1e-3, **tiny), tmp_path / "resumed"
     suffix = {"torch": ".pt", "tf": ".safetensors", "mxnet": ".states"}[key]
     assert (full / f"epoch_1.optimizer{suffix}").is_file() and (full / f"last.optimizer{suffix}").is_file()
     assert json.loads((full / "last.json").read_text())["optimizer_state"] == f"last.optimizer{suffix}"
     recipe = train.resume_recipe(train.read_checkpoint(full / "epoch_1.safetensors"), {})
-    train.train(recipe, resumed, resume=full / "epoch_1.safetensors", progress=False, log=lambda m: None)
+    train.train(_network(full / "epoch_1.safetensors"), recipe, resumed, resume=full / "epoch_1.safetensors",
+                progress=False, log=lambda m: None)
     a, b = _weights(full / "epoch_2.safetensors"), _weights(resumed / "epoch_2.safetensors")
     assert max(float(np.max(np.abs(a[k] - b[k]))) for k in a) <= 1e-6
 
 
 @pytest.mark.parametrize("key", _params("all"))
-def test_resume_with_a_damaged_or_missing_optimizer_file(runs, tmp_path, capsys, key):
+def test_resume_with_a_damaged_or_missing_optimizer_file(runs, tiny, tmp_path, capsys, key):
     run = tmp_path / "run"  # a copy of the shared Adam run's first epoch: this test damages it
     run.mkdir()
-    for path in runs(key, optimizer="adam", lr=1e-3).glob("epoch_1.*"):
+    for path in runs(key, optimizer="adam", lr=1e-3, **tiny).glob("epoch_1.*"):
         shutil.copy2(path, run / path.name)
     state = next(run.glob("epoch_1.optimizer.*"))
     state.write_bytes(b"not an optimizer state")
@@ -135,17 +178,82 @@ def test_resume_with_a_damaged_or_missing_optimizer_file(runs, tmp_path, capsys,
 
 
 AUX = dict(variant="googlenet", aux=True, epochs=1, batch=8, limit=16)
+#: the networks with aux heads the aux tests train: the tiny variant's two heads in the default run, googlenet's
+#: (the same loops and files on the real network, a Keras run of 10 s) in the matrix (tox -e matrix)
+AUX_NETWORKS = [pytest.param("tiny-aux"), pytest.param("googlenet", marks=pytest.mark.matrix)]
+
+
+def _aux(network: str, tiny: dict) -> dict:
+    return AUX if network == "googlenet" else {**AUX, "variant": network, "spec": tiny["spec"]}
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("network", AUX_NETWORKS)
 @pytest.mark.parametrize("key", _params("all"))
-def test_aux_heads_train_in_every_framework(runs, key):
-    """googlenet with its two aux heads: training mode returns (main, aux1, aux2) and each loop adds
-    loss_weight x CE of the aux heads; the checkpoint holds the aux heads' weights."""
-    out = runs(key, **AUX)
+def test_aux_heads_train_in_every_framework(runs, tiny, key, network):
+    """Two aux heads (googlenet's, or the tiny variant's): training mode returns (main, aux1, aux2) and each loop
+    adds loss_weight x CE of the aux heads; the checkpoint holds the aux heads' weights."""
+    out = runs(key, **_aux(network, tiny))
     (row,) = json.loads((out / "log.json").read_text())["epochs"]
     assert np.isfinite(row["loss"]) and row["loss"] > 0 and np.isfinite(row["test_loss"])
     assert any(name.startswith("aux1.") for name in _weights(out / "last.safetensors"))
+
+
+# --------------------------------------------------------------------------- the network a run trains
+
+
+def test_fit_to_data_sets_classes_channels_and_size_and_keeps_the_specs_overrides():
+    """MNIST at 96: one channel, 96x96, 10 classes; the aux heads on when asked; an override given stays."""
+    images, labels = np.zeros((2, 1, 28, 28), np.uint8), np.zeros(2, np.int64)
+    ds = data.Dataset("mnist-like", images, labels, images, labels, num_classes=10, channels=1)
+    fitted = train.fit_to_data(shared_spec.load("googlenet", dropout=0.1), ds, resize=96, aux=True)
+    assert (fitted.variant, fitted.input_shape, fitted.num_classes, fitted.aux_logits) == \
+        ("googlenet", (1, 96, 96), 10, True)
+    assert fitted.overrides["dropout"] == 0.1
+
+
+def test_train_refuses_a_recipe_that_names_another_variant(tmp_path):
+    with pytest.raises(ValueError, match="recipe.variant"):
+        train.train(shared_spec.load("googlenet"), train.Recipe(**SMALL), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.torch
+def test_a_checkpoint_of_a_users_spec_file_resumes_and_evaluates_without_spec(builtin_doc, tmp_path, capsys):
+    """The checkpoint's .json records the spec file and variant it was trained from: ``--resume`` and ``evaluate``
+    rebuild that network with no ``--spec`` given again (a variant of the built-in spec keeps no file)."""
+    _need("torch")
+    doc = json.loads(json.dumps(builtin_doc))
+    doc["variants"]["mine"] = doc["variants"]["d2l"]
+    path = tmp_path / "my-spec.json"
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "run"
+    assert cli.main(["train", "mine", "--spec", str(path), *_train_args(out, "--framework", "torch")[1:]]) == 0
+    recorded = json.loads((out / "last.json").read_text())["spec"]
+    assert recorded == {"variant": "mine", "file": str(path.resolve()), "overrides": {}}
+    assert cli.main(_resume_args(tmp_path / "resumed", out / "epoch_1.safetensors", "--epochs", "2")) == 0
+    assert json.loads((tmp_path / "resumed" / "last.json").read_text())["spec"] == recorded
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--framework", "torch", "--weights", str(tmp_path / "resumed" / "last.safetensors"),
+                     "--data", "synthetic", "--limit", "16", "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["variant"] == "mine" and result["resize"] == 32 and result["examples"] == 16
+
+
+@pytest.mark.torch
+def test_a_damaged_spec_record_is_one_line(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("last.safetensors", "last.json"):
+        shutil.copy2(runs("torch") / name, run / name)
+    meta = json.loads((run / "last.json").read_text())
+    assert meta["spec"] == {"variant": "d2l", "file": None, "overrides": {}}  # the built-in spec: no file
+    (run / "last.json").write_text(json.dumps({**meta, "spec": {"variant": "d2l", "file": 3}}))
+    argv = ["evaluate", "--framework", "torch", "--weights", str(run / "last.safetensors"), "--data", "synthetic",
+            "--output", str(tmp_path / "out")]
+    assert "$.spec.file" in _fails(capsys, argv, tmp_path / "out")
+    err = _fails(capsys, _resume_args(tmp_path / "out", run / "last.safetensors", "--epochs", "3"), tmp_path / "out")
+    assert "$.spec.file" in err
 
 
 # --------------------------------------------------------------------------- one model, three APIs
@@ -158,9 +266,11 @@ def test_a_checkpoint_evaluates_the_same_in_every_framework(runs, trained_in):
 
 
 @pytest.mark.cross
-def test_an_aux_checkpoint_evaluates_the_same_in_every_framework(runs):
-    """googlenet has BatchNorm and aux heads: the running statistics and the aux weights travel too."""
-    _check_same_everywhere(runs("tf", **AUX) / "last.safetensors", "tf")
+@pytest.mark.parametrize("network", AUX_NETWORKS)
+def test_an_aux_checkpoint_evaluates_the_same_in_every_framework(runs, tiny, network):
+    """BatchNorm and aux heads (googlenet's, or the tiny variant's): the running statistics and the aux weights travel
+    too."""
+    _check_same_everywhere(runs("tf", **_aux(network, tiny)) / "last.safetensors", "tf")
 
 
 def _check_same_everywhere(ckpt: Path, trained_in: str) -> None:
@@ -168,7 +278,8 @@ def _check_same_everywhere(ckpt: Path, trained_in: str) -> None:
     results = {}
     for key in FRAMEWORKS:
         _need(key)
-        results[key] = train.evaluate_checkpoint(key, ckpt, data_name="synthetic", limit=limit, device="cpu")
+        results[key] = train.evaluate_checkpoint(_network(ckpt), key, ckpt, data_name="synthetic", limit=limit,
+                                                 device="cpu")
     accuracies = {key: r["accuracy"] for key, r in results.items()}
     losses = {key: r["loss"] for key, r in results.items()}
     assert len(set(accuracies.values())) == 1, accuracies
@@ -345,19 +456,20 @@ def demo_runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def all_runs(tmp_path_factory):
-    """``train --framework all`` cut to one epoch of 64 examples (what it writes, not how well it learns)."""
+def all_runs(tmp_path_factory, tiny):
+    """``train --framework all`` cut to one epoch of 64 examples of the tiny variant (what it writes, not how well
+    it learns)."""
     for key in FRAMEWORKS:
         _need(key)
     out = tmp_path_factory.mktemp("all")
-    argv = ["train", "--framework", "all", *ALL_ARGS, "--out", str(out)]
+    argv = ["train", tiny["variant"], "--spec", str(tiny["spec"]), "--framework", "all", *ALL_ARGS, "--out", str(out)]
     argv[argv.index("--epochs") + 1] = "1"
     assert cli.main([*argv, "--limit", "64"]) == 0
     return out
 
 
-def _log(out: Path, key: str) -> list[dict]:
-    return json.loads((out / f"{key}-googlenet-synthetic" / "log.json").read_text())["epochs"]
+def _log(out: Path, key: str, variant: str = "googlenet") -> list[dict]:
+    return json.loads((out / f"{key}-{variant}-synthetic" / "log.json").read_text())["epochs"]
 
 
 @pytest.mark.cross
@@ -376,13 +488,13 @@ def test_train_all_learns_in_every_framework_and_overlays_the_runs(demo_runs):
 @pytest.mark.slow
 def test_train_all_writes_each_run_and_the_overlay(all_runs):
     for key in FRAMEWORKS:
-        assert [row["epoch"] for row in _log(all_runs, key)] == [1]
-        assert (all_runs / f"{key}-googlenet-synthetic" / "last.safetensors").is_file()
-    assert (all_runs / "overlay-googlenet-synthetic.png").read_bytes().startswith(PNG)
+        assert [row["epoch"] for row in _log(all_runs, key, "tiny")] == [1]
+        assert (all_runs / f"{key}-tiny-synthetic" / "last.safetensors").is_file()
+    assert (all_runs / "overlay-tiny-synthetic.png").read_bytes().startswith(PNG)
 
 
 @pytest.mark.cross
-def test_initial_weights_are_where_every_framework_starts(tmp_path):
+def test_initial_weights_are_where_every_framework_starts(tiny, tmp_path):
     """``train_all``'s same start: weights drawn once (here by torch, seed 7, not the runs' seed 0) are what each
     framework trains from; at lr 1e-12 one step leaves them as they were (the BatchNorm running statistics, which
     the step updates from the batch, aside)."""
@@ -390,12 +502,13 @@ def test_initial_weights_are_where_every_framework_starts(tmp_path):
         _need(key)
     import impl_torch
 
-    recipe = train.Recipe(**{**SMALL, "variant": "googlenet", "epochs": 1, "limit": 16, "lr": 1e-12})
-    spec = train.model_spec(recipe, train.load_dataset(recipe, None))
-    start = impl_torch.export_weights(impl_torch.build(spec, device="cpu", seed=7))
+    recipe = train.Recipe(**{**SMALL, "variant": tiny["variant"], "epochs": 1, "limit": 16, "lr": 1e-12})
+    spec = shared_spec.load(recipe.variant, spec_file=tiny["spec"])
+    fitted = train.fit_to_data(spec, train.load_dataset(recipe, None), resize=recipe.resize, aux=recipe.aux)
+    start = impl_torch.export_weights(impl_torch.build(fitted, device="cpu", seed=7))
     for key in FRAMEWORKS:
         run = dataclasses.replace(recipe, framework=key)
-        train.train(run, tmp_path / key, progress=False, log=lambda message: None, initial_weights=start)
+        train.train(spec, run, tmp_path / key, progress=False, log=lambda message: None, initial_weights=start)
         after = _weights(tmp_path / key / "last.safetensors")
         trained = [name for name in start if not name.endswith(("running_mean", "running_var"))]
         worst = max(float(np.max(np.abs(after[name] - start[name]))) for name in trained)
@@ -405,7 +518,7 @@ def test_initial_weights_are_where_every_framework_starts(tmp_path):
 @pytest.mark.cross
 @pytest.mark.slow
 def test_evaluate_all_gives_one_accuracy_in_every_framework(all_runs, capsys):
-    ckpt = all_runs / "torch-googlenet-synthetic" / "last.safetensors"
+    ckpt = all_runs / "torch-tiny-synthetic" / "last.safetensors"  # its .json names the tiny spec file: no --spec
     argv = ["evaluate", "--framework", "all", "--weights", str(ckpt), "--data", "synthetic", "--device", "cpu",
             "--limit", "64"]
     assert cli.main([*argv, "--format", "json"]) == 0
@@ -414,7 +527,7 @@ def test_evaluate_all_gives_one_accuracy_in_every_framework(all_runs, capsys):
     assert set(FRAMEWORKS) <= set(accuracies)
     assert max(accuracies.values()) - min(accuracies.values()) <= 1e-6, accuracies
     assert result["accuracy_spread"] <= 1e-6
-    assert accuracies["torch"] == pytest.approx(_log(all_runs, "torch")[-1]["test_acc"])  # what training logged
+    assert accuracies["torch"] == pytest.approx(_log(all_runs, "torch", "tiny")[-1]["test_acc"])  # what it logged
     assert cli.main(argv) == 0
     table = capsys.readouterr().out
     assert all(label in table for label in ("PyTorch", "Keras 3 (TF)", "MXNet Gluon"))
@@ -426,8 +539,8 @@ def test_evaluate_onnx_is_a_real_evaluation(runs, capsys):
     """ONNX Runtime is inference only, and inference is all evaluation takes: the same accuracy as torch."""
     pytest.importorskip("onnxruntime")
     ckpt = runs("torch") / "last.safetensors"
-    results = {key: train.evaluate_checkpoint(key, ckpt, data_name="synthetic", limit=32, device="cpu")
-               for key in ("torch", "onnx")}
+    results = {key: train.evaluate_checkpoint(_network(ckpt), key, ckpt, data_name="synthetic", limit=32,
+                                              device="cpu") for key in ("torch", "onnx")}
     assert results["onnx"]["accuracy"] == results["torch"]["accuracy"]
     assert results["onnx"]["loss"] == pytest.approx(results["torch"]["loss"], abs=1e-4)
     code = cli.main(["evaluate", "--framework", "onnx", "--weights", str(ckpt), "--data", "synthetic",
