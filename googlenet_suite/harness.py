@@ -253,9 +253,10 @@ def _verdict(variant: str, results: dict, reference: str | None, tolerance: floa
         if res["non_finite"] is not None:
             problems.append(f"{key} gives non-finite values (NaN or Inf) at {res['non_finite']}")
         elif not res.get("max_relative_diff", 0.0) <= tolerance:
+            first = res["first_divergence"]
             problems.append(f"{key} logits differ from {reference} by {res['max_abs_diff']:.2e} "
                             f"(> {tolerance:g} x max(1, {results[reference]['logit_scale']:.3g})), "
-                            f"first at layer {res['first_divergence']}")
+                            + (f"first at layer {first}" if first else "every other layer within the tolerance"))
         elif res.get("first_divergence") is not None:
             problems.append(f"{key} differs from {reference} at layer {_layer_text(res, tolerance)}")
     for key, res in results.items():
@@ -267,8 +268,8 @@ def _verdict(variant: str, results: dict, reference: str | None, tolerance: floa
     if missing and require_all:
         return f"{variant}: INCOMPLETE: not installed: {', '.join(missing)} (--require-all); {', '.join(ok)} ran"
     diffs = [results[key].get("max_abs_diff", 0.0) for key in ok if key != reference]
-    tail = (f" (logits max abs diff {max(diffs):.2e} at scale {results[reference]['logit_scale']:.3g}; "
-            f"the logits and every layer within {tolerance:g} of their scale above 1)") if diffs else ""
+    tail = (f" (max abs diff {max(diffs):.2e} in logits of scale {results[reference]['logit_scale']:.3g}; "
+            f"logits and every layer within {tolerance:g} x max(1, scale))") if diffs else ""
     skipped = f"; not installed: {', '.join(missing)}" if missing else ""
     return f"{variant}: AGREE: {', '.join(ok)}{tail}{skipped}"
 
