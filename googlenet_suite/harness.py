@@ -319,7 +319,8 @@ def export_onnx(framework: str, model, path: str | os.PathLike, *, opset: int | 
 @dataclass(frozen=True, slots=True)
 class Export:
     """What :func:`export_verified` wrote (or would have): the file, where its weights came from, and the
-    largest difference between onnxruntime and the framework on the verification batch."""
+    output whose difference between onnxruntime and the framework on the verification batch is largest
+    relative to its scale (``worst``: its name, max abs diff and max |value| under the framework)."""
 
     path: Path
     framework: str
@@ -328,19 +329,35 @@ class Export:
     opset: int
     outputs: tuple[str, ...]
     batch: int
+    worst: str
     max_abs_diff: float
+    scale: float
     tolerance: float
 
     @property
     def agree(self) -> bool:
-        return bool(self.max_abs_diff <= self.tolerance)  # NaN never agrees
+        """compare's rule for the logits and every layer: ``tolerance`` relative to the scale above 1."""
+        return bool(layer_agrees(self.max_abs_diff, self.scale, self.tolerance))  # NaN never agrees
+
+
+def _worst_output(verify, path, x, expected: dict) -> tuple[str, float, float]:
+    """(name, max abs diff, scale) of the output that differs most relative to its scale; NaN comes first."""
+    rows = [(name, verify.verify(path, x, {name: value}), float(np.max(np.abs(value))) if value.size else 0.0)
+            for name, value in expected.items()]
+
+    def badness(row):
+        relative = layer_relative_diff(row[1], row[2])
+        return np.inf if np.isnan(relative) else relative
+
+    return max(rows, key=badness)
 
 
 def export_verified(spec: shared_spec.Spec, framework: str, output: str | os.PathLike, *,
                     weights: str | os.PathLike | None = None, seed: int = 0, opset: int | None = None,
                     batch: int = 2, tolerance: float = TOLERANCE) -> Export:
     """Export ``framework``'s model of ``spec`` to ``output`` and run the file in onnxruntime against the
-    framework on a batch of ``batch``. The file appears only when they agree within ``tolerance``.
+    framework on a batch of ``batch``. The file appears only when every output (the logits, each aux head)
+    agrees within ``tolerance`` relative to its scale above 1, the rule compare holds every layer to.
 
     Weights: the file ``weights``, else :func:`reference_weights` (seeded; BatchNorm calibrated where the
     framework trains, as compare makes them: fresh statistics give logits near 0, which prove nothing)."""
@@ -371,15 +388,15 @@ def export_verified(spec: shared_spec.Spec, framework: str, output: str | os.Pat
 
     def write(tmp):
         export_onnx(framework, model, tmp, opset=opset, aux=spec.aux_logits)
-        found["diff"] = verify.verify(tmp, x, expected)
-        if not found["diff"] <= tolerance:
+        found["worst"] = _worst_output(verify, tmp, x, expected)
+        if not layer_agrees(*found["worst"][1:], tolerance):
             raise _Disagree()
 
     try:
         atomic_write(Path(output), write)
     except _Disagree:
         pass
-    return Export(Path(output), framework, spec.variant, source, opset, tuple(expected), batch, found["diff"],
+    return Export(Path(output), framework, spec.variant, source, opset, tuple(expected), batch, *found["worst"],
                   tolerance)
 
 
