@@ -432,3 +432,68 @@ def test_training_step_is_at_the_fp32_noise_floor():
         assert abs(step["loss"] - exact_loss) <= 4 * floor_loss, f"{key}: loss {step['loss']} vs {exact_loss}"
         assert max_diff(step["input_grad"], exact_grad) <= 4 * floor_grad, f"{key}: input gradient"
         assert weight_diff(key) <= 4 * floor_weights, f"{key}: weights after the step"
+
+
+# --------------------------------------------------------------------------- train and evaluate
+
+
+TRAIN_ARGS = ["--data", "synthetic", "--epochs", "1", "--batch", "8", "--limit", "8", "--device", "cpu", "--quiet"]
+
+
+@pytest.mark.cross
+@pytest.mark.matrix
+def test_train_and_evaluate_at_75_in_every_framework(tmp_path, capsys):
+    """``train --framework all`` at the minimum input (one step of 8 synthetic images, from the same start), then
+    ``evaluate --framework all`` on PyTorch's checkpoint: one accuracy, and one loss within 1e-4 of its scale above
+    1 (after one step the running statistics are far from the data's, so the loss is large, and the same)."""
+    import json
+
+    from googlenet_suite import cli
+
+    keys = [key for key in _available(3) if fw_registry.FRAMEWORKS[key].can("train")]
+    variant = "inception-v3-keras"
+    assert cli.main(["train", variant, "--framework", "all", "--resize", str(SIZE), *TRAIN_ARGS,
+                     "--out", str(tmp_path)]) == 0
+    for key in keys:
+        (row,) = json.loads((tmp_path / f"{key}-{variant}-synthetic" / "log.json").read_text())["epochs"]
+        assert row["steps"] == 1 and np.isfinite(row["loss"]) and np.isfinite(row["test_loss"]), (key, row)
+    capsys.readouterr()
+    ckpt = tmp_path / f"torch-{variant}-synthetic" / "last.safetensors"
+    assert cli.main(["evaluate", "--framework", "all", "--weights", str(ckpt), "--data", "synthetic", "--limit", "8",
+                     "--device", "cpu", "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["variant"], result["resize"], result["examples"]) == (variant, SIZE, 8)  # the checkpoint's recipe
+    losses = {key: r["loss"] for key, r in result["frameworks"].items()}
+    assert set(keys) <= set(losses) and len({r["accuracy"] for r in result["frameworks"].values()}) == 1
+    assert max(losses.values()) - min(losses.values()) <= TOL * max(1.0, *losses.values()), losses
+
+
+def test_train_with_the_aux_head_below_299_is_refused(tmp_path, capsys):
+    """The oracle puts the aux head's minimum at 299x299: ``train --aux --resize 75`` is one line, exit 2, and
+    writes nothing (no framework is needed to refuse it)."""
+    from googlenet_suite import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "inception-v3", "--framework", "torch", "--aux", "--resize", str(SIZE), *TRAIN_ARGS,
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "the minimum is 299x299" in err and "aux" in err
+    assert not out.exists()
+
+
+@pytest.mark.torch
+@pytest.mark.matrix
+def test_train_with_the_aux_head_at_299(tmp_path):
+    """torchvision's recipe with its aux head (loss weight 0.4) trains at 299x299 and checkpoints the head."""
+    import json
+
+    from googlenet_suite import cli
+    from shared_spec import weights as W
+
+    _module("torch")
+    argv = ["train", "inception-v3", "--framework", "torch", "--aux", "--resize", "299", *TRAIN_ARGS]
+    argv[argv.index("--batch") + 1] = argv[argv.index("--limit") + 1] = "2"
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "log.json").read_text())["epochs"]
+    assert row["steps"] == 1 and np.isfinite(row["loss"]) and row["loss"] > 0
+    assert any(name.startswith("aux.") for name in W.load_weights(tmp_path / "last.safetensors")[0])
