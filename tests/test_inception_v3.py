@@ -434,6 +434,43 @@ def test_training_step_is_at_the_fp32_noise_floor():
         assert weight_diff(key) <= 4 * floor_weights, f"{key}: weights after the step"
 
 
+# --------------------------------------------------------------------------- the reference weights' conditioning
+
+
+@pytest.mark.torch
+@pytest.mark.matrix
+def test_reference_weights_keep_fp32_rounding_far_below_the_tolerance():
+    """compare's weights (harness.reference_weights: BatchNorm beta 1, statistics calibrated) leave PyTorch's own
+    fp32 within a fifth of the tolerance of its fp64 at every layer, so a difference between frameworks beyond
+    1e-4 is theirs, not rounding. With beta 0 each conv unit multiplied rounding's variance by pi/(pi - 1):
+    3.9e-5 of a layer's scale at 75x75 and 1.6e-4 at 299x299 (docs/inception-v3.md)."""
+    import torch
+
+    from googlenet_suite import harness
+
+    impl_torch = _module("torch")
+    spec = small("inception-v3")
+    built = impl_torch.build(spec, device="cpu", seed=0)
+    impl_torch.import_weights(built, harness.reference_weights(spec, "torch", seed=0))
+    x = inputs(spec)
+    fp32 = impl_torch.layer_outputs(built, x)
+    fp64 = {}
+    names = list(fp32)
+    hooks = [built.get_submodule(name).register_forward_hook(
+        lambda module, args, out, name=name: fp64.__setitem__(name, out.detach().numpy())) for name in names]
+    try:
+        with torch.no_grad():
+            built.double().eval()(torch.from_numpy(x).double())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    worst = max((harness.layer_relative_diff(max_diff(fp32[name], fp64[name]), float(np.abs(fp64[name]).max())),
+                 name) for name in names)
+    print(f"inception-v3 at {SIZE}x{SIZE}: PyTorch fp32 vs fp64, worst layer {worst[1]}: {worst[0]:.2e} of its scale")
+    assert float(np.abs(fp64["fc"]).max()) > 1.0, "logits this small would make the comparison vacuous"
+    assert worst[0] <= TOL / 5, f"fp32 rounding reaches {worst[0]:.2e} of {worst[1]}'s scale"
+
+
 # --------------------------------------------------------------------------- train and evaluate
 
 
