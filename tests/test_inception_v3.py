@@ -480,9 +480,9 @@ TRAIN_ARGS = ["--data", "synthetic", "--epochs", "1", "--batch", "8", "--limit",
 @pytest.mark.cross
 @pytest.mark.matrix
 def test_train_and_evaluate_at_75_in_every_framework(tmp_path, capsys):
-    """``train --framework all`` at the minimum input (one step of 8 synthetic images, from the same start), then
-    ``evaluate --framework all`` on PyTorch's checkpoint: one accuracy, and one loss within 1e-4 of its scale above
-    1 (after one step the running statistics are far from the data's, so the loss is large, and the same)."""
+    """``train --framework all`` at the minimum input (one step of 8 synthetic images, from the same start: one
+    training loss), then ``evaluate --framework all`` on PyTorch's checkpoint: one accuracy, and one loss, each
+    within 1e-4 of its scale above 1 (after one step the running statistics are far from the data's)."""
     import json
 
     from googlenet_suite import cli
@@ -491,9 +491,12 @@ def test_train_and_evaluate_at_75_in_every_framework(tmp_path, capsys):
     variant = "inception-v3-keras"
     assert cli.main(["train", variant, "--framework", "all", "--resize", str(SIZE), *TRAIN_ARGS,
                      "--out", str(tmp_path)]) == 0
+    first = {}
     for key in keys:
         (row,) = json.loads((tmp_path / f"{key}-{variant}-synthetic" / "log.json").read_text())["epochs"]
         assert row["steps"] == 1 and np.isfinite(row["loss"]) and np.isfinite(row["test_loss"]), (key, row)
+        first[key] = row["loss"]  # the one step's forward: the same start, the same batch
+    assert max(first.values()) - min(first.values()) <= TOL * max(1.0, *first.values()), first
     capsys.readouterr()
     ckpt = tmp_path / f"torch-{variant}-synthetic" / "last.safetensors"
     assert cli.main(["evaluate", "--framework", "all", "--weights", str(ckpt), "--data", "synthetic", "--limit", "8",
