@@ -208,13 +208,15 @@ def cmd_export(args) -> int:
         raise UsageError(f"export --framework {args.framework}: {exc}") from None
     except shared_spec.InputError as exc:
         raise UsageError(f"export --framework {args.framework}: {exc}") from None
+    rule = f"{result.tolerance:g} x max(1, scale)"
     if not result.agree:
         print(f"error: {args.framework} {spec.variant}: onnxruntime differs from {label} by "
-              f"{result.max_abs_diff:.2e} > {result.tolerance:g}; {output} not written", file=sys.stderr)
+              f"{result.max_abs_diff:.2e} in {result.worst} of scale {result.scale:.3g} > {rule}; "
+              f"{output} not written", file=sys.stderr)
         return EXIT_DISAGREE
     print(f"wrote {output}: {label} {spec.variant} ({result.source}), opset {result.opset}, outputs "
           f"{', '.join(result.outputs)}; onnxruntime vs {label} on a batch of {args.batch}: max abs diff "
-          f"{result.max_abs_diff:.2e} <= {result.tolerance:g}", file=sys.stderr)
+          f"{result.max_abs_diff:.2e} in {result.worst} of scale {result.scale:.3g} <= {rule}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -80,8 +80,8 @@ def compare_rows(report: dict, *, stages: bool) -> tuple[list[str], list[list[tu
     stat("forward time", None, "forward_s", _fmt_s)
     stat("max |logit|", None, "logit_scale", lambda v: f"{v:.3g}")
     tol = report["tolerance"]
-    stat(f"max abs diff vs {report['reference']}", None, "max_abs_diff", _fmt_diff,
-         lambda v: v is not None and v > tol)
+    stat(f"max abs diff vs {report['reference']}", None, "max_abs_diff", _fmt_diff)
+    stat("relative to max(1, |logit|)", None, "max_relative_diff", _fmt_diff, lambda v: v is not None and not v <= tol)
     return header, rows
 
 

@@ -209,3 +209,48 @@ def test_compare_never_agrees_on_nan(capsys, tmp_path, keys):
     assert result["agree"] is False and report["agree"] is False
     assert "DISAGREE" in report["verdict"] and "non-finite" in report["verdict"] and "at fc" in report["verdict"]
     assert all(report["frameworks"][k]["non_finite"] == "fc" for k in keys)
+
+
+def _perturbed(monkeypatch, mod, *, logits=0.0, layer=None, factor=1.0):
+    """``mod`` reporting its logits shifted by ``logits`` and ``layer``'s activation times ``factor``."""
+    forward, layer_outputs = mod.forward, mod.layer_outputs
+    monkeypatch.setattr(mod, "forward", lambda model, x, **kw: forward(model, x, **kw) + np.float32(logits))
+
+    def outputs(model, x):
+        acts = layer_outputs(model, x)
+        if layer is not None:
+            acts[layer] = acts[layer] * np.float32(factor)
+        return acts
+
+    monkeypatch.setattr(mod, "layer_outputs", outputs)
+
+
+def test_compare_judges_the_logits_as_every_layer(capsys, monkeypatch, keys):
+    """One rule for the logits and every layer: 1e-4 relative to the reference's scale above 1 (cifar's logits
+    are O(1) with the calibrated reference weights). 1.5e-4 on every logit agrees at that scale; 1e-3 does not."""
+    victim = keys[1]
+    _perturbed(monkeypatch, fw_registry.load(victim), logits=1.5e-4)
+    code, out, _ = run(capsys, "compare", "cifar", "--format", "json", "--frameworks", ",".join(keys[:2]))
+    (report,) = json.loads(out)["variants"]
+    res, scale = report["frameworks"][victim], report["frameworks"][keys[0]]["logit_scale"]
+    assert scale > 1.5 and res["max_abs_diff"] > 1e-4, "the case needs logits above 1 and an absolute diff above 1e-4"
+    assert code == 0 and report["agree"] is True and res["max_relative_diff"] <= 1e-4
+    assert "logits and every layer within 0.0001 x max(1, scale)" in report["verdict"]
+    _perturbed(monkeypatch, fw_registry.load(victim), logits=1e-3)
+    code, out, _ = run(capsys, "compare", "cifar", "--format", "json", "--frameworks", ",".join(keys[:2]))
+    (report,) = json.loads(out)["variants"]
+    assert code == 1 and report["agree"] is False and report["frameworks"][victim]["max_relative_diff"] > 1e-4
+    assert f"{victim} logits differ from {keys[0]} by" in report["verdict"] and "> 0.0001 x max(1, " in report["verdict"]
+
+
+def test_compare_fails_on_an_inner_layer_even_when_the_logits_agree(capsys, monkeypatch, keys):
+    """A layer beyond the tolerance fails the variant, named, though the logits agree: every layer is judged."""
+    victim = keys[1]
+    _perturbed(monkeypatch, fw_registry.load(victim), layer="inception4b", factor=1.01)
+    code, out, _ = run(capsys, "compare", "d2l", "--format", "json", "--input-size", "32", "32",
+                       "--frameworks", ",".join(keys[:2]))
+    (report,) = json.loads(out)["variants"]
+    res = report["frameworks"][victim]
+    assert res["max_abs_diff"] <= 1e-4 and res["first_divergence"] == "inception4b"
+    assert code == 1 and report["agree"] is False and res["agree"] is False
+    assert f"DISAGREE: {victim} differs from {keys[0]} at layer inception4b (" in report["verdict"]

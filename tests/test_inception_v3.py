@@ -432,3 +432,108 @@ def test_training_step_is_at_the_fp32_noise_floor():
         assert abs(step["loss"] - exact_loss) <= 4 * floor_loss, f"{key}: loss {step['loss']} vs {exact_loss}"
         assert max_diff(step["input_grad"], exact_grad) <= 4 * floor_grad, f"{key}: input gradient"
         assert weight_diff(key) <= 4 * floor_weights, f"{key}: weights after the step"
+
+
+# --------------------------------------------------------------------------- the reference weights' conditioning
+
+
+@pytest.mark.torch
+@pytest.mark.matrix
+def test_reference_weights_keep_fp32_rounding_far_below_the_tolerance():
+    """compare's weights (harness.reference_weights: BatchNorm beta 1, statistics calibrated) leave PyTorch's own
+    fp32 within a fifth of the tolerance of its fp64 at every layer, so a difference between frameworks beyond
+    1e-4 is theirs, not rounding. With beta 0 each conv unit multiplied rounding's variance by pi/(pi - 1):
+    3.9e-5 of a layer's scale at 75x75 and 1.6e-4 at 299x299 (docs/inception-v3.md)."""
+    import torch
+
+    from googlenet_suite import harness
+
+    impl_torch = _module("torch")
+    spec = small("inception-v3")
+    built = impl_torch.build(spec, device="cpu", seed=0)
+    impl_torch.import_weights(built, harness.reference_weights(spec, "torch", seed=0))
+    x = inputs(spec)
+    fp32 = impl_torch.layer_outputs(built, x)
+    fp64 = {}
+    names = list(fp32)
+    hooks = [built.get_submodule(name).register_forward_hook(
+        lambda module, args, out, name=name: fp64.__setitem__(name, out.detach().numpy())) for name in names]
+    try:
+        with torch.no_grad():
+            built.double().eval()(torch.from_numpy(x).double())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    worst = max((harness.layer_relative_diff(max_diff(fp32[name], fp64[name]), float(np.abs(fp64[name]).max())),
+                 name) for name in names)
+    print(f"inception-v3 at {SIZE}x{SIZE}: PyTorch fp32 vs fp64, worst layer {worst[1]}: {worst[0]:.2e} of its scale")
+    assert float(np.abs(fp64["fc"]).max()) > 1.0, "logits this small would make the comparison vacuous"
+    assert worst[0] <= TOL / 5, f"fp32 rounding reaches {worst[0]:.2e} of {worst[1]}'s scale"
+
+
+# --------------------------------------------------------------------------- train and evaluate
+
+
+TRAIN_ARGS = ["--data", "synthetic", "--epochs", "1", "--batch", "8", "--limit", "8", "--device", "cpu", "--quiet"]
+
+
+@pytest.mark.cross
+@pytest.mark.matrix
+def test_train_and_evaluate_at_75_in_every_framework(tmp_path, capsys):
+    """``train --framework all`` at the minimum input (one step of 8 synthetic images, from the same start: one
+    training loss), then ``evaluate --framework all`` on PyTorch's checkpoint: one accuracy, and one loss, each
+    within 1e-4 of its scale above 1 (after one step the running statistics are far from the data's)."""
+    import json
+
+    from googlenet_suite import cli
+
+    keys = [key for key in _available(3) if fw_registry.FRAMEWORKS[key].can("train")]
+    variant = "inception-v3-keras"
+    assert cli.main(["train", variant, "--framework", "all", "--resize", str(SIZE), *TRAIN_ARGS,
+                     "--out", str(tmp_path)]) == 0
+    first = {}
+    for key in keys:
+        (row,) = json.loads((tmp_path / f"{key}-{variant}-synthetic" / "log.json").read_text())["epochs"]
+        assert row["steps"] == 1 and np.isfinite(row["loss"]) and np.isfinite(row["test_loss"]), (key, row)
+        first[key] = row["loss"]  # the one step's forward: the same start, the same batch
+    assert max(first.values()) - min(first.values()) <= TOL * max(1.0, *first.values()), first
+    capsys.readouterr()
+    ckpt = tmp_path / f"torch-{variant}-synthetic" / "last.safetensors"
+    assert cli.main(["evaluate", "--framework", "all", "--weights", str(ckpt), "--data", "synthetic", "--limit", "8",
+                     "--device", "cpu", "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["variant"], result["resize"], result["examples"]) == (variant, SIZE, 8)  # the checkpoint's recipe
+    losses = {key: r["loss"] for key, r in result["frameworks"].items()}
+    assert set(keys) <= set(losses) and len({r["accuracy"] for r in result["frameworks"].values()}) == 1
+    assert max(losses.values()) - min(losses.values()) <= TOL * max(1.0, *losses.values()), losses
+
+
+def test_train_with_the_aux_head_below_299_is_refused(tmp_path, capsys):
+    """The oracle puts the aux head's minimum at 299x299: ``train --aux --resize 75`` is one line, exit 2, and
+    writes nothing (no framework is needed to refuse it)."""
+    from googlenet_suite import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "inception-v3", "--framework", "torch", "--aux", "--resize", str(SIZE), *TRAIN_ARGS,
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "the minimum is 299x299" in err and "aux" in err
+    assert not out.exists()
+
+
+@pytest.mark.torch
+@pytest.mark.matrix
+def test_train_with_the_aux_head_at_299(tmp_path):
+    """torchvision's recipe with its aux head (loss weight 0.4) trains at 299x299 and checkpoints the head."""
+    import json
+
+    from googlenet_suite import cli
+    from shared_spec import weights as W
+
+    _module("torch")
+    argv = ["train", "inception-v3", "--framework", "torch", "--aux", "--resize", "299", *TRAIN_ARGS]
+    argv[argv.index("--batch") + 1] = argv[argv.index("--limit") + 1] = "2"
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "log.json").read_text())["epochs"]
+    assert row["steps"] == 1 and np.isfinite(row["loss"]) and row["loss"] > 0
+    assert any(name.startswith("aux.") for name in W.load_weights(tmp_path / "last.safetensors")[0])
