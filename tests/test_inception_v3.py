@@ -384,6 +384,7 @@ def test_batchnorm_without_a_scale_read_with_one():
 
 
 @pytest.mark.cross
+@pytest.mark.matrix  # 7 s: the default run keeps GoogLeNet's training steps (test_cross_training.py)
 def test_training_step_is_at_the_fp32_noise_floor():
     """One SGD step of inception-v3-keras (BatchNorm without gamma) from the same weights in torch, Keras and
     Gluon. Batch statistics over 1x1 maps (16 images at 75x75 give 16 values per channel in Mixed_7a-7c) put
