@@ -149,7 +149,7 @@ def _derived_tables(result: dict, fmt: str) -> str:
 # --------------------------------------------------------------------------- the plot
 
 
-def _bars(ax, rows, labels, series, value, error=None) -> None:
+def _bars(ax, rows, labels, series, value, error=None, colors=None) -> None:
     width = 0.8 / max(1, len(series))
     for i, name in enumerate(series):
         heights, low, high, flagged = [], [], [], []
@@ -162,7 +162,7 @@ def _bars(ax, rows, labels, series, value, error=None) -> None:
             high.append(hi - (v or 0))
             flagged.append(bool(match and match[0].get("warnings")))
         xs = [x + i * width for x in range(len(labels))]
-        bars = ax.bar(xs, heights, width, label=f"{name[0]} ({name[1]})",
+        bars = ax.bar(xs, heights, width, label=f"{name[0]} ({name[1]})", color=colors[i] if colors else None,
                       yerr=[low, high] if error else None, capsize=3)
         for bar, bad in zip(bars, flagged):
             if bad:
@@ -191,22 +191,25 @@ def plot(result: dict, path: str) -> None:
     labels = sorted({(r["variant"], r["batch"]) for r in rows}, key=lambda vb: (vb[0], vb[1]))
     series = sorted({(r["framework"], r["mode"]) for r in rows})
     width = max(12, 1.2 * len(labels) * max(1, len(series)))
-    fig, axes = plt.subplots(1, 3, figsize=(width, 5))
+    fig, axes = plt.subplots(1, 3, figsize=(width, 5.6))
+    palette = plt.get_cmap("tab20").colors  # 20 distinct colours: the default cycle repeats after 10 series
+    colors = [palette[i % len(palette)] for i in range(len(series))]
     panels = (("eval forward, images/s", lambda r: r["forward"]["images_per_s"], _images_range("forward")),
               ("training step, images/s", lambda r: r.get("train", {}).get("images_per_s"), None),
               ("peak RSS of its process, MiB", lambda r: (r.get("peak_rss_bytes") or 0) / 2**20, None))
     for ax, (title, value, error) in zip(axes, panels):
         if title.startswith("training"):
             trained = [r for r in rows if "train" in r]
-            _bars(ax, trained, labels, series, value, _images_range("train") if trained else None)
+            _bars(ax, trained, labels, series, value, _images_range("train") if trained else None, colors)
         else:
-            _bars(ax, rows, labels, series, value, error)
+            _bars(ax, rows, labels, series, value, error, colors)
         ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=8)
+    handles, names = axes[0].get_legend_handles_labels()  # one legend below the panels, over no bar
+    fig.legend(handles, names, loc="lower center", ncol=min(6, len(names)), fontsize=8)
     flagged = sum(1 for r in rows if r.get("warnings"))
     note = f"; hatched red: flagged ({flagged} rows, see the warnings)" if flagged else "; no row flagged"
     fig.suptitle(f"googlenet-suite bench: {machine_line(result)}\n{versions_line(result)}\n"
                  f"error bars: interquartile range{note}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1 if len(series) > 6 else 0.06, 1, 1))
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
