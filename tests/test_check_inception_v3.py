@@ -13,6 +13,7 @@ module registered for the test (``v3_models:tv``). Everything but one torch chec
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 
@@ -147,7 +148,8 @@ def test_keras_applications_agrees_with_inception_v3_keras(capsys, keras_app):
     code, result, err = check(capsys, "inception-v3-keras", *SIZE, "--keras", keras_app)
     assert code == 0, (err, result and result["verdict"])
     assert all(row["status"] == "agree" for row in result["layers"])  # every layer, its auto-named tensor
-    assert result["layers"][0]["record"] == "batch_normalization"  # conv2d_bn's BN, with the ReLU after it
+    # conv2d_bn's BN, with the ReLU after it: Keras's auto name, whose counter depends on what the process built before
+    assert re.fullmatch(r"batch_normalization(_\d+)?", result["layers"][0]["record"]), result["layers"][0]["record"]
 
 
 @pytest.mark.tf
