@@ -11,6 +11,31 @@ import torch.nn.functional as F
 from torch import nn
 
 SEED = 0
+# ------------------------------------------------ torchvision's init and transform_input, for both hand-written networks
+
+
+def init_as_torchvision(model: nn.Module, *, std: float, seed: int) -> None:
+    """torchvision's initialisation, seeded: conv and linear weights from a normal truncated at +-2 (absolute), of
+    ``std`` or the module's own ``stddev`` (Inception v3's aux head); BatchNorm gamma 1, beta 0."""
+    generator = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            std_m = float(getattr(m, "stddev", std))
+            nn.init.trunc_normal_(m.weight, mean=0.0, std=std_m, a=-2, b=2, generator=generator)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
+def transform_input(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``_transform_input``: ImageNet-normalised input -> the (0.5, 0.5) normalisation of its
+    pretrained GoogLeNet and Inception v3 weights (ported from TensorFlow)."""
+    x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+    x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+    x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+    return torch.cat((x_ch0, x_ch1, x_ch2), 1)
+
+
 # --------------------------------------------------------------------------- the hand-written model
 # torchvision's models/googlenet.py, for any number of classes and input channels; its module names, so
 # its state_dict has torchvision's keys. Aux heads and transform_input are off by default (as the bench
@@ -110,28 +135,13 @@ class GoogLeNet(nn.Module):
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(1024, num_classes)
 
-        generator = torch.Generator().manual_seed(seed)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2, generator=generator)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-
-    def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
-        """ImageNet-normalised input -> the (0.5, 0.5) normalisation of torchvision's pretrained weights."""
-        if not self.transform_input:
-            return x
-        x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
-        x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
-        x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
-        return torch.cat((x_ch0, x_ch1, x_ch2), 1)
+        init_as_torchvision(self, std=0.01, seed=seed)
 
     def forward(self, x: torch.Tensor, *, with_aux: bool | None = None):
         """Logits; with aux heads, ``(logits, aux2, aux1)`` as torchvision's ``GoogLeNetOutputs`` (in training
         mode by default, or whenever ``with_aux=True``)."""
         with_aux = self.aux_logits and (self.training if with_aux is None else with_aux)
-        x = self._transform_input(x)
+        x = transform_input(x) if self.transform_input else x
         # N x 3 x 224 x 224
         x = self.conv1(x)
         # N x 64 x 112 x 112

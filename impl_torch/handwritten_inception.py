@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .handwritten import BasicConv2d
+from .handwritten import BasicConv2d, init_as_torchvision, transform_input
 
 SEED = 0
 
@@ -196,28 +196,13 @@ class Inception3(nn.Module):
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(2048, num_classes)
 
-        generator = torch.Generator().manual_seed(seed)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                std = float(getattr(m, "stddev", 0.1))
-                nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2, b=2, generator=generator)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-
-    def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
-        """ImageNet-normalised input -> the (0.5, 0.5) normalisation torchvision's ported weights expect."""
-        if not self.transform_input:
-            return x
-        mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-        return x * (std / 0.5) + (mean - 0.5) / 0.5
+        init_as_torchvision(self, std=0.1, seed=seed)
 
     def forward(self, x: torch.Tensor, *, with_aux: bool | None = None):
         """Logits; with the aux head, ``(logits, aux)`` as torchvision's ``InceptionOutputs`` (in training mode
         by default, or whenever ``with_aux=True``)."""
         with_aux = self.aux_logits and (self.training if with_aux is None else with_aux)
-        x = self._transform_input(x)
+        x = transform_input(x) if self.transform_input else x
         # N x 3 x 299 x 299
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         # N x 64 x 147 x 147
