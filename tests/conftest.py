@@ -144,3 +144,33 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.matrix)
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within each group stays
+
+
+# --------------------------------------------------------------------------- the CLI, for the convert tests
+
+
+def cli_run(capsys, argv) -> str:
+    """``googlenet-suite ARGV`` in this process: exit 0; its stderr (the notes and the ``wrote`` line)."""
+    from googlenet_suite.cli import main
+
+    code = main([str(a) for a in argv])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    return err
+
+
+def cli_refused(capsys, tmp_path, argv, *expected) -> str:
+    """Exit 2, one line naming ``expected``, no traceback, nothing written in ``tmp_path/out``."""
+    from googlenet_suite.cli import main
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir(exist_ok=True)
+    code = main([str(a) for a in argv])
+    _, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for text in expected:
+        assert text in lines[0], lines[0]
+    assert list(out_dir.iterdir()) == [], "a refused command wrote a file"
+    return lines[0]

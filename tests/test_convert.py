@@ -17,34 +17,14 @@ import shared_spec
 from googlenet_suite import convert, frameworks
 from googlenet_suite.cli import main
 
+from conftest import cli_refused as bad, cli_run as run  # tests/conftest.py
+
 SIZE, CLASSES, TOL = 96, 10, 1e-4
 OVERRIDES = ["--num-classes", str(CLASSES), "--input-size", str(SIZE), str(SIZE)]
 
 
 def _spec(**overrides):
     return shared_spec.load("googlenet", num_classes=CLASSES, input_size=(SIZE, SIZE), **overrides)
-
-
-def run(capsys, argv):
-    code = main([str(a) for a in argv])
-    _, err = capsys.readouterr()
-    assert code == 0, err
-    return err
-
-
-def bad(capsys, tmp_path, argv, *expected):
-    """Exit 2, one line naming ``expected``, no traceback, nothing written in ``tmp_path/out``."""
-    out_dir = tmp_path / "out"
-    out_dir.mkdir(exist_ok=True)
-    code = main([str(a) for a in argv])
-    _, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for text in expected:
-        assert text in lines[0], lines[0]
-    assert list(out_dir.iterdir()) == [], "a refused command wrote a file"
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- torchvision

@@ -19,29 +19,10 @@ import shared_spec
 from googlenet_suite import convert, frameworks
 from googlenet_suite.cli import main
 
+from conftest import cli_refused as bad, cli_run as run  # tests/conftest.py
+
 SIZE, TOL = 75, 1e-4
 SMALL = ["--input-size", str(SIZE), str(SIZE)]
-
-
-def run(capsys, argv) -> str:
-    code = main([str(a) for a in argv])
-    _, err = capsys.readouterr()
-    assert code == 0, err
-    return err
-
-
-def bad(capsys, tmp_path, argv, *expected) -> str:
-    """Exit 2, one line naming ``expected``, no traceback, nothing written in ``tmp_path/out``."""
-    out_dir = tmp_path / "out"
-    out_dir.mkdir(exist_ok=True)
-    code = main([str(a) for a in argv])
-    _, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    for text in expected:
-        assert text in lines[0], lines[0]
-    assert list(out_dir.iterdir()) == [], "a refused command wrote a file"
-    return lines[0]
 
 
 def agree(got: np.ndarray, want: np.ndarray, what: str) -> None:
