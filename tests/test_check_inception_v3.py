@@ -245,6 +245,7 @@ def test_torch_onnx_export_as_the_keras_variant_names_the_pools(capsys, torch_on
 @pytest.mark.tf
 @pytest.mark.matrix
 @pytest.mark.slow
+@pytest.mark.usefixtures("memory_heavy")
 def test_keras_applications_through_tf2onnx_agrees(capsys, tmp_path, models, keras_app):
     """tf2onnx folds each BatchNorm into its convolution: the suite's weights are loaded folded. The statistics are
     made realistic first (a fresh model's fold to a zero bias, which tf2onnx leaves out: nothing to load into)."""

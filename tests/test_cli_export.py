@@ -71,6 +71,7 @@ V3_EXPORTS = [pytest.param(fw, marks=[pytest.mark.matrix, getattr(pytest.mark, f
 
 
 @pytest.mark.parametrize("framework", V3_EXPORTS)
+@pytest.mark.usefixtures("memory_heavy")
 def test_inception_v3_keras_exports_at_75(framework, tmp_path, capsys):
     """Inception v3 at its minimum input from each exporter: BatchNorm without gamma and the pools that do not
     count the padding, verified in onnxruntime on the reference weights (seeded, BatchNorm calibrated)."""

@@ -64,27 +64,24 @@ class Built:
         return self._other
 
 
-_CACHE: dict[tuple[str, str], Built] = {}
-
-
 @pytest.fixture(params=KEYS)
 def key(request) -> str:
     return request.param
 
 
 @pytest.fixture(params=VARIANTS)
-def built(request, key, input_batch) -> Built:
-    if (key, request.param) not in _CACHE:
-        _CACHE[(key, request.param)] = Built(key, request.param, input_batch)
-    return _CACHE[(key, request.param)]
+def built(request, key, input_batch, cache) -> Built:
+    if (key, request.param) not in cache:
+        cache[(key, request.param)] = Built(key, request.param, input_batch)
+    return cache[(key, request.param)]
 
 
 @pytest.fixture
-def d2l(key, input_batch) -> Built:
+def d2l(key, input_batch, cache) -> Built:
     """d2l at its small size in framework ``key``, built once per module (shared with ``built``)."""
-    if (key, "d2l") not in _CACHE:
-        _CACHE[(key, "d2l")] = Built(key, "d2l", input_batch)
-    return _CACHE[(key, "d2l")]
+    if (key, "d2l") not in cache:
+        cache[(key, "d2l")] = Built(key, "d2l", input_batch)
+    return cache[(key, "d2l")]
 
 
 def test_registry_row_points_at_a_package_with_the_contract(key):

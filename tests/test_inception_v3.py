@@ -75,6 +75,15 @@ _MODELS: dict = {}
 _OUTPUTS: dict = {}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_models():
+    """``model`` and ``outputs`` keep what they built for this file's tests only (a worker runs other files
+    after this one, and four Inception v3 builds per framework are gigabytes)."""
+    yield
+    _MODELS.clear()
+    _OUTPUTS.clear()
+
+
 def model(key, variant):
     """One model per (framework, variant) at 75x75, holding ``neutral_weights`` (tests that change them
     import them again)."""

@@ -39,17 +39,12 @@ def one_thread():
     A.THREADS = saved
 
 
-_BUILT: dict = {}
-
-
 @pytest.fixture(scope="module", params=CASES, ids=[f"{v}{'-aux' if a else ''}" for v, a in CASES])
 def built(request, input_batch):
     """(spec, model built with seed 0, input batch), built once per case. Do not mutate the model."""
     variant, aux = request.param
-    if request.param not in _BUILT:
-        spec = shared_spec.load(variant, **({"aux_logits": True} if aux else {}))
-        _BUILT[request.param] = (spec, impl_onnx.build(spec, device="cpu", seed=0), input_batch(spec, BATCH))
-    return _BUILT[request.param]
+    spec = shared_spec.load(variant, **({"aux_logits": True} if aux else {}))
+    return spec, impl_onnx.build(spec, device="cpu", seed=0), input_batch(spec, BATCH)
 
 
 def run_single(build_nodes, x: np.ndarray, out_shape=None) -> np.ndarray:
@@ -174,7 +169,7 @@ def test_same_seed_same_weights_and_init_rule():
 
 def test_bad_arguments():
     spec = shared_spec.load("d2l")
-    model = _BUILT.get(("d2l", False), (None, None))[1] or impl_onnx.build(spec, seed=0)
+    model = impl_onnx.build(spec, seed=0)
     with pytest.raises(ValueError, match=r"Received: x\.shape=\(2, 3, 96, 96\)"):
         impl_onnx.forward(model, np.zeros((2, 3, 96, 96), np.float32))
     with pytest.raises(ValueError, match=r"Received: x\.shape=\(1, 96, 96\)"):
@@ -206,11 +201,8 @@ def test_bad_arguments():
 @pytest.mark.parametrize("opset", [13, 18, onnx.defs.onnx_opset_version()])
 def test_other_opsets_run_the_same(opset, tmp_path, input_batch):
     """Opset 18 moved ReduceMean's axes to an input (the adaptive pool uses it)."""
-    spec, model, x = _BUILT.get(("googlenet", True)) or (None, None, None)
-    if model is None:
-        spec = shared_spec.load("googlenet", aux_logits=True, input_size=64)
-        model, x = impl_onnx.build(spec, seed=0), None
-        x = input_batch(spec, BATCH)
+    spec = shared_spec.load("googlenet", aux_logits=True, input_size=64)
+    model, x = impl_onnx.build(spec, seed=0), input_batch(spec, BATCH)
     path = tmp_path / "m.onnx"
     impl_onnx.save_onnx(model, path, opset=opset)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -44,9 +44,6 @@ def small_spec(variant: str, **overrides) -> shared_spec.Spec:
     return shared_spec.load(variant, **{**options, **overrides})
 
 
-_BUILT: dict[str, tuple] = {}
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Two CPU cores are shared with other test runs: with more runnable threads than cores, torch's
@@ -61,11 +58,8 @@ def one_thread():
 @pytest.fixture(scope="module", params=VARIANTS)
 def built(request, input_batch):
     """(spec, model built with seed 0, input batch) per variant, built once. Do not mutate the model."""
-    variant = request.param
-    if variant not in _BUILT:
-        spec = small_spec(variant)
-        _BUILT[variant] = (spec, impl_torch.build(spec, device="cpu", seed=0), input_batch(spec, BATCH))
-    return _BUILT[variant]
+    spec = small_spec(request.param)
+    return spec, impl_torch.build(spec, device="cpu", seed=0), input_batch(spec, BATCH)
 
 
 def clearly_differ(a: np.ndarray, b: np.ndarray) -> bool:
