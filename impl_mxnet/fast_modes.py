@@ -11,9 +11,6 @@ that and ``optimize_for(backend="MKLDNN")`` on top (MXNet 1.9's oneDNN subgraph 
 
 from __future__ import annotations
 
-import argparse
-import os
-
 import mxnet as mx
 import numpy as np
 
@@ -23,7 +20,6 @@ from shared_spec import protocol
 import impl_mxnet
 
 BATCH = 8
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _hybridized(spec, x, *, fused: bool):
@@ -58,24 +54,14 @@ def peak_call():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", default="hybridize,mkldnn",
-                        help=f"comma-separated, the first the baseline: {','.join(CANDIDATES)}")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--per-round", type=int, default=4)
+    parser = protocol.ab_parser(__doc__.splitlines()[0], known=list(CANDIDATES), default="hybridize,mkldnn",
+                                per_round=4)
     args = parser.parse_args()
-    names = args.candidates.split(",")
-    if set(names) - set(CANDIDATES):
-        parser.error(f"--candidates: unknown {', '.join(sorted(set(names) - set(CANDIDATES)))}; known: "
-                     f"{', '.join(CANDIDATES)}")
+    names = protocol.chosen_candidates(parser, args.candidates, list(CANDIDATES))
     spec = shared_spec.load("googlenet")
     calls = {**forward_calls(spec, names), "peak": peak_call()}
-    load_before = os.getloadavg()[0]
-    medians = protocol.interleaved_medians(calls, rounds=args.rounds, per_round=args.per_round)
-    print(f"mxnet {mx.__version__}, load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}; googlenet eval "
-          f"forward, batch {BATCH}, {args.rounds} rounds x {args.per_round} calls; median [min, max] over the rounds")
-    print("\n".join(protocol.ab_report(medians, flops=2 * shared_spec.analyze(spec).macs, batch=BATCH, peak="peak",
-                                     cores=CORES)))
+    print(protocol.ab_compare(calls, header=f"mxnet {mx.__version__}; googlenet eval forward", rounds=args.rounds,
+                              per_round=args.per_round, flops=2 * shared_spec.analyze(spec).macs, batch=BATCH))
 
 
 if __name__ == "__main__":

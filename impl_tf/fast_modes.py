@@ -19,7 +19,6 @@ on and off by alternating processes (``TF_ENABLE_ONEDNN_OPTS=0 python -m impl_tf
 
 from __future__ import annotations
 
-import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,7 +35,6 @@ from shared_spec import protocol  # noqa: E402
 import impl_tf  # noqa: E402
 
 BATCH = 8
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _inputs(spec):
@@ -99,31 +97,22 @@ PARTS = {"forward": (forward_calls, 1, ("graph", "xla", "frozen", "eager")),
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = protocol.ab_parser(__doc__.splitlines()[0], known=sorted({n for _, _, k in PARTS.values() for n in k}),
+                                default=None, per_round=4)
     parser.add_argument("--part", choices=PARTS, default="forward")
-    parser.add_argument("--candidates", help="comma-separated, the first the baseline (default: graph,xla and, for "
-                                             "the forward, frozen)")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--per-round", type=int, default=4)
     args = parser.parse_args()
     make, work, known = PARTS[args.part]
-    names = args.candidates.split(",") if args.candidates else [n for n in known if n != "eager"]
-    if set(names) - set(known):
-        parser.error(f"--candidates: unknown {', '.join(sorted(set(names) - set(known)))} for --part {args.part}; "
-                     f"known: {', '.join(known)}")
-    tf.config.threading.set_intra_op_parallelism_threads(CORES)  # as the bench sets them
+    names = (protocol.chosen_candidates(parser, args.candidates, known, where=f" for --part {args.part}")
+             if args.candidates else [name for name in known if name != "eager"])
+    tf.config.threading.set_intra_op_parallelism_threads(protocol.cores())  # as the bench sets them
     tf.config.threading.set_inter_op_parallelism_threads(1)
     spec = shared_spec.load("googlenet")
     calls = {**make(spec, names), "peak": peak_call()}
-    load_before = os.getloadavg()[0]
-    medians = protocol.interleaved_medians(calls, rounds=args.rounds, per_round=args.per_round)
-    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, oneDNN "
-          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default (on)')}, {tf.config.threading.get_intra_op_parallelism_threads()} "
-          f"intra-op threads, load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}; googlenet {args.part}, batch "
-          f"{BATCH}, {args.rounds} rounds x {args.per_round} calls; median [min, max] over the rounds")
-    flops = 2 * work * shared_spec.analyze(spec).macs
-    print("\n".join(protocol.ab_report(medians, flops=flops, batch=BATCH, peak="peak",
-                                     cores=CORES)))
+    header = (f"tensorflow {tf.__version__}, keras {keras.__version__}, oneDNN "
+              f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default (on)')}, "
+              f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op threads; googlenet {args.part}")
+    print(protocol.ab_compare(calls, header=header, rounds=args.rounds, per_round=args.per_round,
+                              flops=2 * work * shared_spec.analyze(spec).macs, batch=BATCH))
 
 
 if __name__ == "__main__":

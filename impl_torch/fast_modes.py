@@ -21,9 +21,7 @@ Candidates (each compiles its own copy of the model while the script starts; com
 
 from __future__ import annotations
 
-import argparse
 import copy
-import os
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +34,6 @@ import impl_torch
 from .bench import use_all_cores
 
 BATCH = 8
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _compiled(model, **options):
@@ -91,26 +88,16 @@ def peak_call():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", default="compile,freezing,jit",
-                        help=f"comma-separated, the first the baseline: {','.join(CANDIDATES)}")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--per-round", type=int, default=5)
+    parser = protocol.ab_parser(__doc__.splitlines()[0], known=list(CANDIDATES), default="compile,freezing,jit",
+                                per_round=5)
     args = parser.parse_args()
-    names = args.candidates.split(",")
-    unknown = sorted(set(names) - set(CANDIDATES))
-    if unknown:
-        parser.error(f"--candidates: unknown {', '.join(unknown)}; known: {', '.join(CANDIDATES)}")
+    names = protocol.chosen_candidates(parser, args.candidates, list(CANDIDATES))
     use_all_cores()
     spec = shared_spec.load("googlenet")
     calls = {**forward_calls(spec, names), "peak": peak_call()}
-    load_before = os.getloadavg()[0]
-    medians = protocol.interleaved_medians(calls, rounds=args.rounds, per_round=args.per_round)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load_before:.2f} -> "
-          f"{os.getloadavg()[0]:.2f}; googlenet eval forward, batch {BATCH}, {args.rounds} rounds x "
-          f"{args.per_round} calls; median [min, max] over the rounds")
-    print("\n".join(protocol.ab_report(medians, flops=2 * shared_spec.analyze(spec).macs, batch=BATCH, peak="peak",
-                                     cores=CORES)))
+    print(protocol.ab_compare(calls, header=f"torch {torch.__version__}, {torch.get_num_threads()} threads; googlenet "
+                                            "eval forward", rounds=args.rounds, per_round=args.per_round,
+                              flops=2 * shared_spec.analyze(spec).macs, batch=BATCH))
 
 
 if __name__ == "__main__":

@@ -5,15 +5,19 @@ train loop reports. Framework-free, like the builder contract (:mod:`shared_spec
   the refusal of a bf16 mode where the device has no bf16 instructions, the reduced-precision logits
   against fp32, the machine's reachable peak (a square matmul and a 3x3 convolution, the faster of the
   two), the model a runner times (spec-built or hand-written), and compiling before the timed calls.
+- Fast-mode A/B scripts (``python -m impl_X.fast_modes``): their options (:func:`ab_parser`,
+  :func:`chosen_candidates`) and their timing and report (:func:`ab_compare`).
 - Train loops (``impl_X.train``): :class:`EpochStats`, what one epoch reports.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -208,6 +212,43 @@ def interleaved_medians(calls: dict[str, Callable[[], object]], *, rounds: int, 
             medians[name]["wall"].append(float(np.median(wall)))
             medians[name]["cpu"].append(float(np.median(cpu)))
     return medians
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity), which is what its threads can use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def ab_parser(description: str, *, known: Sequence[str], default: str | None, per_round: int,
+              rounds: int = 6) -> argparse.ArgumentParser:
+    """A fast-mode script's options: ``--candidates`` (comma-separated, the first the baseline), ``--rounds``,
+    ``--per-round``; the script adds its own before parsing."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--candidates", default=default,
+                        help=f"comma-separated, the first the baseline: {','.join(known)} (default: {default})")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--per-round", type=int, default=per_round)
+    return parser
+
+
+def chosen_candidates(parser: argparse.ArgumentParser, text: str, known: Sequence[str], *, where: str = "") -> list[str]:
+    """``--candidates`` as a list, or the parser's one-line error (exit 2) naming the unknown and the known."""
+    names = text.split(",")
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        parser.error(f"--candidates: unknown {', '.join(unknown)}{where}; known: {', '.join(known)}")
+    return names
+
+
+def ab_compare(calls: dict[str, Callable[[], object]], *, header: str, rounds: int, per_round: int, flops: float,
+               batch: int, peak: str = "peak") -> str:
+    """What a fast-mode script prints: ``calls`` (the candidates, then the peak kernel under ``peak``) timed by
+    :func:`interleaved_medians`, under ``header`` with the load average before and after, then :func:`ab_report`."""
+    load_before = os.getloadavg()[0]
+    medians = interleaved_medians(calls, rounds=rounds, per_round=per_round)
+    return "\n".join([f"{header}, load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}; batch {batch}, "
+                      f"{rounds} rounds x {per_round} calls; median [min, max] over the rounds",
+                      *ab_report(medians, flops=flops, batch=batch, peak=peak, cores=cores())])
 
 
 def ab_report(medians: dict[str, dict[str, list[float]]], *, flops: float, batch: int, peak: str,

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared_spec import protocol
+
 CPUINFO = Path("/proc/cpuinfo")
 STAT = Path("/proc/stat")
 #: fp32 lanes of the widest vector unit the flags name; an FMA is two flops per lane, and a core is
@@ -22,9 +24,7 @@ FMA_UNITS = 2
 BF16_PATHS = (("amx_bf16", lambda fp32: 1024.0), ("avx512_bf16", lambda fp32: 2 * fp32))
 
 
-def cores() -> int:
-    """The cores this process may run on (its affinity), which is what its threads can use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+cores = protocol.cores  # the cores this process may run on (its affinity)
 
 
 def _cpuinfo() -> dict[str, str]:
