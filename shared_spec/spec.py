@@ -324,20 +324,24 @@ class Spec:
         ``NAME.weight`` (out, in) with ``in`` in channels-first flatten order,
         ``NAME.bias`` (out).
         """
-        shapes: dict[str, tuple[int, ...]] = {}
-        for layer in self.walk():
-            if isinstance(layer, Conv):
-                shapes[f"{layer.name}.conv.weight"] = (layer.out_channels, layer.in_channels, *layer.kernel)
-                if layer.bias:
-                    shapes[f"{layer.name}.conv.bias"] = (layer.out_channels,)
-                if layer.norm is not None:
-                    for key in layer.norm.keys:
-                        shapes[f"{layer.name}.bn.{key}"] = (layer.out_channels,)
-            elif isinstance(layer, Dense):
-                shapes[f"{layer.name}.weight"] = (layer.out_features, layer.in_features)
-                if layer.bias:
-                    shapes[f"{layer.name}.bias"] = (layer.out_features,)
-        return shapes
+        return {key: shape for layer in self.walk() for key, _, _, shape in weight_entries(layer)}
+
+
+def weight_entries(layer: Layer) -> Iterator[tuple[str, str, str, tuple[int, ...]]]:
+    """A conv or dense layer's weights in spec order as ``(key, part, entry, shape)``: ``part`` is ``conv``, ``bn``
+    or ``dense``, ``entry`` the weight's own name (``weight``, ``bias``, ``gamma``, ``running_var``, ...), which a
+    converter renames under its format's path for the part. Nothing for other layers."""
+    if isinstance(layer, Conv):
+        yield f"{layer.name}.conv.weight", "conv", "weight", (layer.out_channels, layer.in_channels, *layer.kernel)
+        if layer.bias:
+            yield f"{layer.name}.conv.bias", "conv", "bias", (layer.out_channels,)
+        if layer.norm is not None:
+            for key in layer.norm.keys:
+                yield f"{layer.name}.bn.{key}", "bn", key, (layer.out_channels,)
+    elif isinstance(layer, Dense):
+        yield f"{layer.name}.weight", "dense", "weight", (layer.out_features, layer.in_features)
+        if layer.bias:
+            yield f"{layer.name}.bias", "dense", "bias", (layer.out_features,)
 
 
 def with_bn_momentum(spec: Spec, momentum: float) -> Spec:

@@ -32,7 +32,7 @@ import numpy as np
 import shared_spec
 from shared_spec import InputError
 from shared_spec import weights as W
-from shared_spec.spec import Aux, Concat, Conv, Dense, TransformInput
+from shared_spec.spec import Aux, Concat, Conv, Dense, TransformInput, weight_entries
 
 #: family -> the variant of the built-in spec that is GluonCV's / the model zoo's network
 VARIANTS = {"googlenet": "googlenet-gluoncv", "inception-v3": "inception-v3-gluon"}
@@ -57,6 +57,10 @@ def _inception_v3_scope(spec: shared_spec.Spec, name: str) -> str:
     return V3_BLOCKS[name]
 
 
+#: a weight's part -> the kind Gluon's automatic parameter names count (``conv0_``, ``batchnorm0_``, ``dense0_``)
+GLUON_KIND = {"conv": "conv", "bn": "batchnorm", "dense": "dense"}
+
+
 def _parameter_names(spec: shared_spec.Spec, scope_of: Callable[[shared_spec.Spec, str], str]) -> dict[str, str]:
     names: dict[str, str] = {}
 
@@ -74,39 +78,22 @@ def _parameter_names(spec: shared_spec.Spec, scope_of: Callable[[shared_spec.Spe
                     visit(branch.layers, inner, inner_counters, False)
             elif isinstance(layer, Aux):
                 visit(layer.layers, scope, counters, top)
-            elif isinstance(layer, Conv):
-                conv = take(counters, scope, "conv")
-                names[f"{layer.name}.conv.weight"] = conv + "weight"
-                if layer.bias:
-                    names[f"{layer.name}.conv.bias"] = conv + "bias"
-                if layer.norm is not None:
-                    bn = take(counters, scope, "batchnorm")
-                    for key in layer.norm.keys:
-                        names[f"{layer.name}.bn.{key}"] = bn + key
-            elif isinstance(layer, Dense):
-                dense = take(counters, scope, "dense")
-                names[f"{layer.name}.weight"] = dense + "weight"
-                if layer.bias:
-                    names[f"{layer.name}.bias"] = dense + "bias"
+            else:
+                prefixes: dict[str, str] = {}  # a part's prefix, its counter taken when the layer has the part
+                for key, part, entry, _ in weight_entries(layer):
+                    if part not in prefixes:
+                        prefixes[part] = take(counters, scope, GLUON_KIND[part])
+                    names[key] = prefixes[part] + entry
 
     visit(spec.layers, "", {}, True)
     return {key: names[key] for key in spec.weight_shapes()}
 
 
-def _conv_unit(names: dict[str, str], layer: Conv, path: str) -> None:
-    """A conv unit is a HybridSequential [Conv2D, BatchNorm, Activation]."""
-    names[f"{layer.name}.conv.weight"] = f"{path}.0.weight"
-    if layer.bias:
-        names[f"{layer.name}.conv.bias"] = f"{path}.0.bias"
-    if layer.norm is not None:
-        for key in layer.norm.keys:
-            names[f"{layer.name}.bn.{key}"] = f"{path}.1.{key}"
-
-
-def _dense(names: dict[str, str], layer: Dense, path: str) -> None:
-    names[f"{layer.name}.weight"] = f"{path}.weight"
-    if layer.bias:
-        names[f"{layer.name}.bias"] = f"{path}.bias"
+def _unit(names: dict[str, str], layer: Conv | Dense, path: str) -> None:
+    """A conv unit is a HybridSequential [Conv2D, BatchNorm, Activation]; a Dense is its own block."""
+    paths = {"conv": f"{path}.0.", "bn": f"{path}.1.", "dense": f"{path}."}
+    for key, part, entry, _ in weight_entries(layer):
+        names[key] = paths[part] + entry
 
 
 #: GluonCV's GoogLeNet aux head as a HybridSequential: AvgPool2D, basic conv, Flatten, Dense, Activation, Dropout,
@@ -121,20 +108,20 @@ def _googlenet_blocks(spec: shared_spec.Spec) -> dict[str, str]:
             for b, branch in enumerate(layer.branches):
                 for i, inner in enumerate(branch.layers):
                     if isinstance(inner, Conv):
-                        _conv_unit(names, inner, f"{layer.name}.{b}.{i}")
+                        _unit(names, inner, f"{layer.name}.{b}.{i}")
         elif isinstance(layer, Aux):
             for inner in layer.layers:
                 short = inner.name.rpartition(".")[2]
                 if isinstance(inner, (Conv, Dense)) and short not in _GLUON_AUX_INDEX:
                     raise W.WeightsError(f"{spec.variant}: aux layer {inner.name!r} has no GluonCV name")
                 if isinstance(inner, Conv):
-                    _conv_unit(names, inner, f"{layer.name}.{_GLUON_AUX_INDEX[short]}")
+                    _unit(names, inner, f"{layer.name}.{_GLUON_AUX_INDEX[short]}")
                 elif isinstance(inner, Dense):
-                    _dense(names, inner, f"{layer.name}.{_GLUON_AUX_INDEX[short]}")
+                    _unit(names, inner, f"{layer.name}.{_GLUON_AUX_INDEX[short]}")
         elif isinstance(layer, Conv):
-            _conv_unit(names, layer, layer.name)
+            _unit(names, layer, layer.name)
         elif isinstance(layer, Dense):
-            _dense(names, layer, "output" if layer.name == "fc" else layer.name)
+            _unit(names, layer, "output" if layer.name == "fc" else layer.name)
     return {key: names[key] for key in spec.weight_shapes()}
 
 
@@ -143,13 +130,13 @@ def _v3_branch(names: dict[str, str], branch, path: str) -> None:
     *before, last = branch.layers
     if isinstance(last, Concat):
         for i, inner in enumerate(before):
-            _conv_unit(names, inner, f"{path}.0.{i}")
+            _unit(names, inner, f"{path}.0.{i}")
         for s, sub in enumerate(last.branches):
-            _conv_unit(names, sub.layers[0], f"{path}.1.{s}.0")
+            _unit(names, sub.layers[0], f"{path}.1.{s}.0")
         return
     for i, inner in enumerate(branch.layers):
         if isinstance(inner, Conv):
-            _conv_unit(names, inner, f"{path}.{i}")
+            _unit(names, inner, f"{path}.{i}")
 
 
 def _inception_v3_blocks(spec: shared_spec.Spec) -> dict[str, str]:
@@ -160,10 +147,10 @@ def _inception_v3_blocks(spec: shared_spec.Spec) -> dict[str, str]:
             for b, branch in enumerate(layer.branches):
                 _v3_branch(names, branch, f"features.{k}.{b}")
         elif isinstance(layer, Conv):
-            _conv_unit(names, layer, f"features.{k}")
+            _unit(names, layer, f"features.{k}")
     for layer in spec.layers:
         if isinstance(layer, Dense):
-            _dense(names, layer, "output")
+            _unit(names, layer, "output")
     missing = [key for key in spec.weight_shapes() if key not in names]
     if missing:
         raise W.WeightsError(f"{spec.variant}: {missing[0]!r} has no MXNet model-zoo name (the model zoo's "

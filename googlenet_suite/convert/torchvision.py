@@ -18,9 +18,11 @@ In both, BatchNorm ``weight``/``bias`` are gamma/beta, and every BatchNorm has a
 from __future__ import annotations
 
 import shared_spec
-from shared_spec.spec import Aux, Concat, Conv, Dense
+from shared_spec.spec import Aux, Concat, Conv, Dense, weight_entries
 
 TORCH_BN = {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"}
+#: a weight's part -> its path under the module (a BasicConv2d's ``conv`` and ``bn``; a Linear is the module)
+TORCH_PART = {"conv": "conv.", "bn": "bn.", "dense": ""}
 TRACKED = "num_batches_tracked"
 V3_HEADS = {"aux": "AuxLogits"}  # the spec's top-level names that torchvision spells otherwise
 
@@ -87,18 +89,8 @@ def names(spec: shared_spec.Spec, family: str) -> dict[str, str]:
     modules = FAMILIES[family][0](spec)
     out = {}
     for layer in spec.walk():
-        module = modules.get(layer.name)
-        if isinstance(layer, Conv):
-            out[f"{layer.name}.conv.weight"] = f"{module}.conv.weight"
-            if layer.bias:
-                out[f"{layer.name}.conv.bias"] = f"{module}.conv.bias"
-            if layer.norm is not None:
-                for key in layer.norm.keys:
-                    out[f"{layer.name}.bn.{key}"] = f"{module}.bn.{TORCH_BN[key]}"
-        elif isinstance(layer, Dense):
-            out[f"{layer.name}.weight"] = f"{module}.weight"
-            if layer.bias:
-                out[f"{layer.name}.bias"] = f"{module}.bias"
+        for key, part, entry, _ in weight_entries(layer):
+            out[key] = f"{modules.get(layer.name)}.{TORCH_PART[part]}{TORCH_BN.get(entry, entry)}"
     return {key: out[key] for key in spec.weight_shapes()}
 
 
