@@ -131,21 +131,6 @@ def test_torchvision_round_trip_is_bit_identical_and_drops_the_aux_head_with_a_n
     Inception3(aux_logits=True).load_state_dict(torch.load(tmp_path / "tv.pth", weights_only=True), strict=True)
 
 
-@pytest.mark.cross
-@pytest.mark.matrix
-@pytest.mark.parametrize("key", list(frameworks.FRAMEWORKS))
-def test_torchvisions_weights_run_in_every_framework(key, tv, tmp_path_factory, capsys, builder):
-    """torchvision's state_dict, converted with --transform-input, gives torchvision's logits in each builder."""
-    mod = builder(key)
-    out = tmp_path_factory.mktemp(f"tv-{key}") / "inception-v3.safetensors"
-    run(capsys, ["convert", tv["path"], "inception-v3", "--transform-input", "--from", "torchvision", "--to", "suite",
-                 "--output", out, *SMALL])
-    spec = shared_spec.load("inception-v3", transform_input=True, input_size=(SIZE, SIZE))
-    model = mod.build(spec, device="cpu", seed=0)
-    mod.load_weights(model, out)
-    agree(mod.forward(model, tv["x"]), tv["logits"], f"{key}: torchvision's weights")
-
-
 @pytest.fixture(scope="module")
 def fid(tmp_path_factory, input_batch):
     """pytorch-fid's network (1008 classes, its own pools), saved with torchvision's key names."""
@@ -159,18 +144,28 @@ def fid(tmp_path_factory, input_batch):
     return {"path": path, "x": x, "logits": logits}
 
 
+#: a torchvision-format file's network -> (the fixture that makes it, the variant it converts into, convert's
+#: options for it, the spec's)
+TORCHVISION_FORMAT = {"torchvision": ("tv", "inception-v3", ["--transform-input"], {"transform_input": True}),
+                      "pytorch-fid": ("fid", "inception-v3-fid", [], {})}
+
+
 @pytest.mark.cross
 @pytest.mark.matrix
 @pytest.mark.parametrize("key", list(frameworks.FRAMEWORKS))
-def test_the_fid_network_is_the_same_in_every_framework(key, fid, tmp_path_factory, capsys, builder):
+@pytest.mark.parametrize("source", list(TORCHVISION_FORMAT))
+def test_torchvision_format_weights_run_in_every_framework(source, key, request, tmp_path_factory, capsys, builder):
+    """torchvision's state_dict (converted with --transform-input) and pytorch-fid's give their network's logits in
+    each builder."""
+    made, variant, options, overrides = TORCHVISION_FORMAT[source]
+    network = request.getfixturevalue(made)
     mod = builder(key)
-    out = tmp_path_factory.mktemp(f"fid-{key}") / "fid.safetensors"
-    run(capsys, ["convert", fid["path"], "inception-v3-fid", "--from", "torchvision", "--to", "suite",
+    out = tmp_path_factory.mktemp(f"{source}-{key}") / f"{variant}.safetensors"
+    run(capsys, ["convert", network["path"], variant, *options, "--from", "torchvision", "--to", "suite",
                  "--output", out, *SMALL])
-    spec = shared_spec.load("inception-v3-fid", input_size=(SIZE, SIZE))
-    model = mod.build(spec, device="cpu", seed=0)
+    model = mod.build(shared_spec.load(variant, input_size=(SIZE, SIZE), **overrides), device="cpu", seed=0)
     mod.load_weights(model, out)
-    agree(mod.forward(model, fid["x"]), fid["logits"], f"{key}: pytorch-fid's weights")
+    agree(mod.forward(model, network["x"]), network["logits"], f"{key}: {source}'s weights")
 
 
 @pytest.mark.torch
