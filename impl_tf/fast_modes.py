@@ -98,7 +98,8 @@ PARTS = {"forward": (forward_calls, 1, ("graph", "xla", "frozen", "eager")),
 
 def main() -> None:
     parser = protocol.ab_parser(__doc__.splitlines()[0], known=sorted({n for _, _, k in PARTS.values() for n in k}),
-                                default=None, per_round=4)
+                                default=None, per_round=4,
+                                default_text="graph,xla and, for the forward, frozen")
     parser.add_argument("--part", choices=PARTS, default="forward")
     args = parser.parse_args()
     make, work, known = PARTS[args.part]

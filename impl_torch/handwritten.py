@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 SEED = 0
+
+
 # ------------------------------------------------ torchvision's init and transform_input, for both hand-written networks
 
 

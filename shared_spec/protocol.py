@@ -219,13 +219,13 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def ab_parser(description: str, *, known: Sequence[str], default: str | None, per_round: int,
-              rounds: int = 6) -> argparse.ArgumentParser:
-    """A fast-mode script's options: ``--candidates`` (comma-separated, the first the baseline), ``--rounds``,
-    ``--per-round``; the script adds its own before parsing."""
+def ab_parser(description: str, *, known: Sequence[str], default: str | None, per_round: int, rounds: int = 6,
+              default_text: str | None = None) -> argparse.ArgumentParser:
+    """A fast-mode script's options: ``--candidates`` (comma-separated, the first the baseline; ``default_text``
+    says what a ``None`` default means), ``--rounds``, ``--per-round``; the script adds its own before parsing."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--candidates", default=default,
-                        help=f"comma-separated, the first the baseline: {','.join(known)} (default: {default})")
+    parser.add_argument("--candidates", default=default, help=f"comma-separated, the first the baseline: "
+                                                              f"{','.join(known)} (default: {default_text or default})")
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--per-round", type=int, default=per_round)
     return parser

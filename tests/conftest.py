@@ -47,6 +47,9 @@ if importlib.util.find_spec("mxnet") is not None:
     import mxnet  # noqa: F401
 
 
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
+
+
 def free_memory() -> None:
     """Give what the tests before built back to the system: Keras's session, cycles between framework objects,
     freed but untrimmed heap pages."""
@@ -55,9 +58,6 @@ def free_memory() -> None:
     gc.collect()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
-
-
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
 
 
 #: a worker holding more than this after a test file gives memory back (``free_memory`` costs 0.5-1.2 s, so

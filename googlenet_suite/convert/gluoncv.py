@@ -114,9 +114,7 @@ def _googlenet_blocks(spec: shared_spec.Spec) -> dict[str, str]:
                 short = inner.name.rpartition(".")[2]
                 if isinstance(inner, (Conv, Dense)) and short not in _GLUON_AUX_INDEX:
                     raise W.WeightsError(f"{spec.variant}: aux layer {inner.name!r} has no GluonCV name")
-                if isinstance(inner, Conv):
-                    _unit(names, inner, f"{layer.name}.{_GLUON_AUX_INDEX[short]}")
-                elif isinstance(inner, Dense):
+                if isinstance(inner, (Conv, Dense)):
                     _unit(names, inner, f"{layer.name}.{_GLUON_AUX_INDEX[short]}")
         elif isinstance(layer, Conv):
             _unit(names, layer, layer.name)
